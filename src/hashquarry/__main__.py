@@ -1,0 +1,3 @@
+from hashquarry.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Everything that talks about the chain: hashing, scripts, coinbase, templates, the node."""

@@ -1,0 +1,157 @@
+"""`hashquarry demo`: a real regtest node, the pool and built-in miners, with live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hashquarry.chain.regtest import RegtestNode
+from hashquarry.config import load_settings
+from hashquarry.pool import Pool
+
+ACCOUNTS = ("alice", "bob")
+
+
+def _miner_cmd(url: str, users: list[str], seconds: float | None) -> list[str]:
+    cmd = [sys.executable, "-m", "hashquarry", "miner", "--url", url]
+    for u in users:
+        cmd += ["--user", u]
+    if seconds:
+        cmd += ["--seconds", str(seconds)]
+    return cmd
+
+
+def _table(pool: Pool, height: int, started: float, node_ok: bool, api: str) -> Table:
+    now = time.time()
+    stats = pool.stats
+    t = Table(title=f"hashquarry demo — regtest, {now - started:.0f} s", title_justify="left")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("stratum", api)
+    t.add_row("node", "up" if node_ok else "[red]down[/red]")
+    t.add_row("chain height", str(height))
+    t.add_row("workers online", str(pool.server.worker_count()))
+    t.add_row("shares accepted", f"[green]{stats.accepted}[/green]")
+    t.add_row("shares rejected", f"{stats.rejected} {dict(stats.rejected_by) or ''}")
+    t.add_row("pool hashrate (est.)", f"{stats.hashrate(now) / 1e3:,.1f} kH/s")
+    t.add_row("blocks found", str(stats.blocks_found))
+    t.add_row("blocks accepted by node", f"[green]{stats.blocks_accepted}[/green]")
+    workers: dict[str, int] = {}
+    for conn in pool.server.connections:
+        if conn.session:
+            for acct, wrk in conn.session.workers.values():
+                workers[f"{acct}.{wrk}"] = 1
+    t.add_row("worker names", ", ".join(sorted(workers)) or "-")
+    return t
+
+
+async def _demo(seconds: float | None, miner_processes: int, console: Console) -> dict[str, Any]:
+    node = RegtestNode()
+    console.print("[bold]starting a regtest node[/bold] (first run downloads it once)…")
+    await asyncio.to_thread(node.start)
+    procs: list[asyncio.subprocess.Process] = []
+    pool: Pool | None = None
+    try:
+        address = node.call("getnewaddress")
+        settings = load_settings(
+            None,
+            node={"url": node.rpc_url, "user": node.user, "password": node.password,
+                  "zmq_hashblock": node.zmq_url, "poll_interval": 1.0},
+            pool={"address": address, "network": "regtest"},
+            stratum={"ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
+                     "vardiff": {"target_interval": 3.0, "retarget_window": 15.0}},
+        )
+        pool = Pool(settings)
+        await pool.start()
+        url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
+        console.print(f"pool paying {address}, stratum at {url}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        for i in range(miner_processes):
+            acct = ACCOUNTS[i % len(ACCOUNTS)]
+            users = [f"{acct}.rig{i + 1}a", f"{acct}.rig{i + 1}b"]
+            procs.append(await asyncio.create_subprocess_exec(
+                *_miner_cmd(url, users, None), stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                # The pool must stay responsive while the miners burn the CPU.
+                preexec_fn=lambda: os.nice(10),
+            ))
+        started = time.time()
+        height = await pool.rpc.getblockcount()
+        interactive = console.is_terminal
+        last_print = 0.0
+        with Live(console=console, refresh_per_second=2, auto_refresh=False,
+                  transient=False) if interactive else contextlib.nullcontext() as live:
+            while not stop.is_set():
+                if seconds is not None and time.time() - started >= seconds:
+                    break
+                with contextlib.suppress(Exception):
+                    height = await pool.rpc.call("getblockcount", retries=0)
+                if live is not None:
+                    live.update(_table(pool, height, started, pool.feed.node_ok, url),
+                                refresh=True)
+                elif time.time() - last_print >= 5:
+                    last_print = time.time()
+                    s = pool.stats
+                    console.print(
+                        f"[{time.time() - started:5.0f}s] height {height} workers "
+                        f"{pool.server.worker_count()} accepted {s.accepted} rejected "
+                        f"{s.rejected} hashrate {s.hashrate(time.time()) / 1e3:.1f} kH/s "
+                        f"blocks {s.blocks_found} found / {s.blocks_accepted} accepted")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        miner_reports = []
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                out, _ = await asyncio.wait_for(p.communicate(), 15)
+                line = out.decode().strip().splitlines()[-1] if out.strip() else ""
+                miner_reports.append(orjson.loads(line) if line else {})
+            except (TimeoutError, ValueError):
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                miner_reports.append({})
+        # Let in-flight block submissions finish before counting.
+        await asyncio.sleep(0.5)
+        height = await pool.rpc.getblockcount()
+        stats = pool.stats
+        return {
+            "shares_accepted": stats.accepted,
+            "shares_rejected": stats.rejected,
+            "rejected_by": dict(stats.rejected_by),
+            "blocks_found": stats.blocks_found,
+            "blocks_accepted": stats.blocks_accepted,
+            "height": height,
+            "hashrate": stats.hashrate(time.time()),
+            "miners_hashrate": sum(r.get("hashrate", 0.0) for r in miner_reports),
+            "miners_shares_accepted": sum(r.get("shares_accepted", 0) for r in miner_reports),
+            "seconds": round(time.time() - started, 1),
+        }
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+        if pool is not None:
+            await pool.stop()
+        await asyncio.to_thread(node.close)
+
+
+def run_demo(seconds: float | None, miner_processes: int = 2) -> dict[str, Any]:
+    console = Console(stderr=True)
+    return asyncio.run(_demo(seconds, miner_processes, console))

@@ -1,0 +1,153 @@
+"""The `hashquarry` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from hashquarry.config import ConfigError, load_settings
+
+app = typer.Typer(help="hashquarry: a mining pool on a real coin node.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+node_app = typer.Typer(help="Run a coin node for trying the pool.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every RPC call would be a line otherwise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def run_async(main: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file")] = None,
+) -> None:
+    """Run the pool against the node in the configuration."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"hashquarry: {exc}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+
+    async def main() -> None:
+        from hashquarry.pool import Pool
+
+        stop = stop_event_on_signals()
+        pool = Pool(settings)
+        await pool.start()
+        logging.getLogger("hashquarry").info("pool running; stratum ports %s", pool.ports)
+        if settings.metrics.port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics.port, settings.metrics.host)
+        await stop.wait()
+        await pool.stop()
+
+    run_async(main())
+
+
+@node_app.command("regtest")
+def node_regtest(
+    datadir: Annotated[Path | None, typer.Option(help="keep the chain here")] = None,
+) -> None:
+    """Provision and run a regtest node in the foreground; print how to reach it."""
+    setup_logging()
+    from hashquarry.chain.regtest import RegtestNode
+
+    node = RegtestNode(datadir)
+    node.start()
+    try:
+        address = node.call("getnewaddress")
+        typer.echo(orjson.dumps({
+            "rpc_url": node.rpc_url, "rpc_user": node.user, "rpc_password": node.password,
+            "zmq_hashblock": node.zmq_url, "datadir": str(node.datadir),
+            "height": node.call("getblockcount"), "pool_address": address, "network": "regtest",
+        }, option=orjson.OPT_INDENT_2).decode())
+        typer.echo(
+            "\nTry the pool against it:\n"
+            f"  HASHQUARRY_NODE__URL={node.rpc_url} HASHQUARRY_NODE__USER={node.user} "
+            f"HASHQUARRY_NODE__PASSWORD={node.password} "
+            f"HASHQUARRY_NODE__ZMQ_HASHBLOCK={node.zmq_url} "
+            f"HASHQUARRY_POOL__ADDRESS={address} HASHQUARRY_POOL__NETWORK=regtest "
+            "hashquarry serve\n\nCtrl-C stops the node.", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        node.close()
+
+
+@app.command()
+def miner(
+    url: Annotated[str, typer.Option(help="stratum+tcp://HOST:PORT")],
+    user: Annotated[list[str], typer.Option(help="account.worker; repeat for more workers")],
+    password: Annotated[str, typer.Option(help="e.g. x, or d=0.01 for a fixed difficulty")] = "x",
+    seconds: Annotated[float | None, typer.Option(help="stop after this long")] = None,
+    version_rolling: Annotated[bool, typer.Option(help="roll BIP 320 version bits")] = False,
+    suggest_difficulty: Annotated[float | None, typer.Option()] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """The built-in CPU miner. Prints one line of JSON with its results when it stops."""
+    setup_logging("INFO" if verbose else "WARNING")
+    from hashquarry.miner.runner import MinerOptions, parse_url, run_miner
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        typer.echo(f"hashquarry miner: --url: {exc}", err=True)
+        raise typer.Exit(2) from None
+    opts = MinerOptions(url=url, users=list(user), password=password, seconds=seconds,
+                        version_rolling=version_rolling, suggest_difficulty=suggest_difficulty)
+
+    async def main() -> None:
+        stop = stop_event_on_signals()
+        result = await run_miner(opts, stop=stop)
+        typer.echo(orjson.dumps(result).decode())
+
+    run_async(main())
+
+
+@app.command()
+def demo(
+    seconds: Annotated[float | None, typer.Option(help="run this long, then stop")] = None,
+    miners: Annotated[int, typer.Option(min=1, max=8, help="miner processes")] = 2,
+) -> None:
+    """Regtest node + pool + built-in miners under two accounts, with live progress."""
+    from hashquarry.cli.demo import run_demo
+
+    setup_logging("WARNING")
+    result = run_demo(seconds=seconds, miner_processes=miners)
+    typer.echo(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    app()

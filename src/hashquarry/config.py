@@ -1,0 +1,195 @@
+"""Configuration: one TOML file plus HASHQUARRY_* environment overrides, validated at start.
+
+Environment variables override the file with `__` between sections, e.g.
+`HASHQUARRY_NODE__URL=http://127.0.0.1:8332` or `HASHQUARRY_POOL__ADDRESS=...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; the message names the key and the reason."""
+
+
+class NodeConfig(BaseModel):
+    url: str = Field("http://127.0.0.1:8332", description="JSON-RPC URL of the coin node")
+    user: str = ""
+    password: str = ""
+    zmq_hashblock: str | None = Field(None, description="ZMQ endpoint publishing hashblock")
+    poll_interval: float = Field(2.0, gt=0, le=60, description="tip polling, seconds")
+    template_refresh: float = Field(30.0, gt=0, le=3600, description="new-transaction refresh")
+    rpc_timeout: float = Field(10.0, gt=0, le=300)
+    rpc_retries: int = Field(3, ge=0, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
+class PoolConfig(BaseModel):
+    address: str = Field(..., description="payout address the coinbase pays")
+    network: str = Field("main", description="main, test, regtest, signet or bcoin-regtest")
+    tag: str = Field("/hashquarry/", max_length=40, description="pool tag in the coinbase")
+    extranonce2_size: int = Field(8, ge=2, le=16)
+    extranonce1_prefix: int = Field(
+        0, ge=0, le=255, description="first byte of every extranonce1 (one per front end)"
+    )
+    recent_jobs: int = Field(16, ge=2, le=256, description="jobs kept per block for late shares")
+
+    @model_validator(mode="after")
+    def _address(self) -> PoolConfig:
+        from hashquarry.chain.address import AddressError, address_to_script, network
+
+        try:
+            net = network(self.network)
+        except AddressError as exc:
+            raise ValueError(f"network: {exc}") from exc
+        try:
+            address_to_script(self.address, net)
+        except AddressError as exc:
+            raise ValueError(f"address: {exc}") from exc
+        return self
+
+
+class PortConfig(BaseModel):
+    port: int = Field(..., ge=0, le=65535)
+    difficulty: float = Field(..., gt=0, description="start difficulty for miners on this port")
+    host: str = "0.0.0.0"
+
+
+class VardiffConfig(BaseModel):
+    target_interval: float = Field(10.0, gt=0, le=3600, description="seconds between shares")
+    retarget_window: float = Field(60.0, gt=0, le=86400, description="seconds between retargets")
+    variance: float = Field(0.3, ge=0, lt=1, description="no change within this fraction")
+    min_difficulty: float = Field(1e-6, gt=0)
+    max_difficulty: float = Field(1e15, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> VardiffConfig:
+        if self.min_difficulty > self.max_difficulty:
+            raise ValueError("min_difficulty must not exceed max_difficulty")
+        return self
+
+
+class DefenceConfig(BaseModel):
+    max_line_bytes: int = Field(16 * 1024, ge=256, le=1 << 20)
+    max_buffer_bytes: int = Field(64 * 1024, ge=1024, le=1 << 24)
+    idle_timeout: float = Field(600.0, gt=0, description="no message for this long: disconnect")
+    auth_timeout: float = Field(30.0, gt=0, description="not authorized within: disconnect")
+    max_connections_per_ip: int = Field(1000, ge=1)
+    ban_seconds: float = Field(600.0, ge=0)
+    ban_min_count: int = Field(20, ge=1, description="messages judged before a ban is possible")
+    ban_invalid_ratio: float = Field(0.5, gt=0, le=1, description="bad/total that bans an IP")
+
+
+class StratumConfig(BaseModel):
+    ports: list[PortConfig] = Field(default_factory=lambda: [PortConfig(port=3333, difficulty=1.0)])
+    version_mask: int = Field(0x1FFFE000, ge=0, le=0xFFFFFFFF, description="BIP 320 bits")
+    vardiff: VardiffConfig = Field(default_factory=VardiffConfig)
+    defences: DefenceConfig = Field(default_factory=DefenceConfig)
+    session_resume_seconds: float = Field(600.0, ge=0)
+
+    @field_validator("version_mask", mode="before")
+    @classmethod
+    def _mask(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return int(v, 16)
+            except ValueError:
+                raise ValueError("must be a hex string like '1fffe000' or an integer") from None
+        return v
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[PortConfig]) -> list[PortConfig]:
+        if not v:
+            raise ValueError("at least one port is needed")
+        seen = [p.port for p in v if p.port]
+        if len(seen) != len(set(seen)):
+            raise ValueError("ports must be distinct")
+        return v
+
+
+class MetricsConfig(BaseModel):
+    port: int | None = Field(None, ge=0, le=65535, description="Prometheus /metrics port")
+    host: str = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HASHQUARRY_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    pool: PoolConfig
+    stratum: StratumConfig = Field(default_factory=StratumConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return v.upper()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply environment overrides, validate everything.
+
+    Raises ConfigError with one line per bad key.
+    """
+    cls: type[Settings] = Settings
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        cls = type(
+            "FileSettings",
+            (Settings,),
+            {"model_config": {**Settings.model_config, "toml_file": path}},
+        )
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+    except (ValueError, OSError) as exc:  # a TOML syntax error surfaces here
+        raise ConfigError(f"cannot read config {path}: {exc}") from None

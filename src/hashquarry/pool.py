@@ -1,0 +1,215 @@
+"""The pool process: node, template feed, jobs, Stratum ports and block submission, wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from hashquarry import metrics
+from hashquarry.chain.address import address_to_script, network
+from hashquarry.chain.hashing import hash_to_hex
+from hashquarry.chain.rpc import NodeError, NodeRpc
+from hashquarry.chain.template import Template
+from hashquarry.config import Settings
+from hashquarry.shares.events import ShareEvent
+from hashquarry.shares.validate import Verdict, block_bytes
+from hashquarry.stratum.defences import BanRules
+from hashquarry.stratum.extranonce import ExtranonceAllocator
+from hashquarry.stratum.jobs import Job, JobManager
+from hashquarry.stratum.server import ServerLimits, StratumServer
+from hashquarry.stratum.session import Authorizer, PoolContext, Session
+from hashquarry.stratum.vardiff import VardiffRules
+
+log = logging.getLogger(__name__)
+
+HASHRATE_WINDOW = 120.0
+
+
+@dataclass
+class FoundBlock:
+    height: int
+    hash: str
+    account: str
+    worker: str
+    time: float
+    result: str | None = None  # the node's answer; None while in flight
+    submit_seconds: float | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.result == "accepted"
+
+
+@dataclass
+class PoolStats:
+    """Live counters for the demo and the CLI; durable statistics are accounting's job."""
+
+    accepted: int = 0
+    rejected: int = 0
+    rejected_by: Counter[str] = field(default_factory=Counter)
+    blocks: list[FoundBlock] = field(default_factory=list)
+    _recent: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def record(self, ev: ShareEvent) -> None:
+        if ev.accepted:
+            self.accepted += 1
+            self._recent.append((ev.time, ev.difficulty))
+        else:
+            self.rejected += 1
+            self.rejected_by[ev.result.value] += 1
+
+    def hashrate(self, now: float, window: float = HASHRATE_WINDOW) -> float:
+        """Estimated H/s from accepted share difficulty over the window."""
+        while self._recent and self._recent[0][0] < now - window:
+            self._recent.popleft()
+        return sum(d for _, d in self._recent) * 2**32 / window
+
+    @property
+    def blocks_found(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def blocks_accepted(self) -> int:
+        return sum(1 for b in self.blocks if b.accepted)
+
+
+class Pool:
+    def __init__(self, settings: Settings, *, authorizer: Authorizer | None = None) -> None:
+        self.settings = settings
+        net = network(settings.pool.network)
+        node = settings.node
+        self.rpc = NodeRpc(
+            node.url, node.user, node.password, timeout=node.rpc_timeout, retries=node.rpc_retries
+        )
+        self.jobs = JobManager(
+            address_to_script(settings.pool.address, net),
+            tag=settings.pool.tag.encode(),
+            extranonce2_size=settings.pool.extranonce2_size,
+            recent_jobs=settings.pool.recent_jobs,
+        )
+        st = settings.stratum
+        vd = st.vardiff
+        self.ctx = PoolContext(
+            jobs=self.jobs,
+            extranonces=ExtranonceAllocator(
+                settings.pool.extranonce1_prefix, st.session_resume_seconds
+            ),
+            network=net,
+            vardiff=VardiffRules(
+                vd.target_interval,
+                vd.retarget_window,
+                vd.variance,
+                vd.min_difficulty,
+                vd.max_difficulty,
+            ),
+            version_mask=st.version_mask,
+            extranonce2_size=settings.pool.extranonce2_size,
+            authorizer=authorizer,
+        )
+        df = st.defences
+        self.server = StratumServer(
+            self.ctx,
+            limits=ServerLimits(
+                max_line=df.max_line_bytes,
+                max_buffer=df.max_buffer_bytes,
+                idle_timeout=df.idle_timeout,
+                auth_timeout=df.auth_timeout,
+            ),
+            ban_rules=BanRules(
+                df.ban_min_count, df.ban_invalid_ratio, df.ban_seconds, df.max_connections_per_ip
+            ),
+            on_share=self._on_share,
+            on_block=self._on_block,
+        )
+        from hashquarry.chain.feed import TemplateFeed
+
+        self.feed = TemplateFeed(
+            self.rpc,
+            self._on_template,
+            zmq_endpoint=node.zmq_hashblock,
+            poll_interval=node.poll_interval,
+            refresh_interval=node.template_refresh,
+        )
+        self.stats = PoolStats()
+        self.ports: list[int] = []
+        self.share_listeners: list[asyncio.Queue[ShareEvent]] = []
+        self._block_tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, wait_for_template: float | None = 30.0) -> None:
+        await self.feed.start()
+        if wait_for_template and not await self.feed.wait_ready(wait_for_template):
+            log.warning(
+                "no template yet (%s); miners will get work when the node answers",
+                self.feed.last_error,
+            )
+        for p in self.settings.stratum.ports:
+            self.ports.append(await self.server.listen(p.host, p.port, p.difficulty))
+
+    async def stop(self) -> None:
+        await self.server.close()
+        await self.feed.stop()
+        if self._block_tasks:
+            await asyncio.wait(self._block_tasks, timeout=10)
+        await self.rpc.close()
+
+    # -- hooks ----------------------------------------------------------------
+
+    def _on_template(self, template: Template, reason: str) -> None:
+        job = self.jobs.new_template(template, time.time())
+        sent = self.server.broadcast(job)
+        log.debug(
+            "job %s height %d clean=%s to %d miners (%s)",
+            job.job_id,
+            job.height,
+            job.clean,
+            sent,
+            reason,
+        )
+
+    def _on_share(self, ev: ShareEvent) -> None:
+        self.stats.record(ev)
+        metrics.SHARES.labels(ev.result.value).inc()
+        if ev.accepted:
+            metrics.SHARE_DIFFICULTY.inc(ev.difficulty)
+        else:
+            log.debug("share rejected from %s.%s: %s", ev.account, ev.worker, ev.reason)
+        for q in self.share_listeners:
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(ev)
+
+    def _on_block(self, job: Job, verdict: Verdict, session: Session) -> None:
+        assert verdict.header is not None and verdict.extranonce is not None
+        arrived = time.perf_counter()
+        raw = block_bytes(job, verdict.header, verdict.extranonce)
+        block_hash = hash_to_hex(verdict.hash or b"")
+        account, worker = next(iter(session.workers.values()), ("", ""))
+        found = FoundBlock(job.height, block_hash, account, worker, time.time())
+        self.stats.blocks.append(found)
+        metrics.BLOCKS_FOUND.inc()
+        log.info(
+            "block candidate %s at height %d from %s.%s", block_hash, job.height, account, worker
+        )
+        task = asyncio.get_running_loop().create_task(self._submit(found, raw.hex(), arrived))
+        self._block_tasks.add(task)
+        task.add_done_callback(self._block_tasks.discard)
+
+    async def _submit(self, found: FoundBlock, block_hex: str, arrived: float) -> None:
+        try:
+            answer = await self.rpc.call("submitblock", block_hex, retries=5)
+            found.result = "accepted" if answer is None else str(answer)
+        except NodeError as exc:
+            found.result = f"error: {exc}"
+        found.submit_seconds = time.perf_counter() - arrived
+        metrics.BLOCK_SUBMIT_SECONDS.observe(found.submit_seconds)
+        metrics.BLOCKS_SUBMITTED.labels("accepted" if found.accepted else "rejected").inc()
+        if found.accepted:
+            log.info("block %s at height %d accepted by the node", found.hash, found.height)
+        else:
+            log.warning(
+                "block %s at height %d not accepted: %s", found.hash, found.height, found.result
+            )
+        self.feed.poke("block found")

@@ -1,0 +1,1 @@
+"""Share validation (pure) and the events every share result becomes."""

@@ -1,0 +1,48 @@
+"""What every share result becomes, for accounting and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(IntEnum):
+    OTHER = 20
+    JOB_NOT_FOUND = 21  # also used for stale shares
+    DUPLICATE = 22
+    LOW_DIFFICULTY = 23
+    UNAUTHORIZED = 24
+    NOT_SUBSCRIBED = 25
+
+
+class ShareResult(StrEnum):
+    ACCEPTED = "accepted"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    LOW_DIFFICULTY = "low_difficulty"
+    INVALID = "invalid"
+    UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareEvent:
+    time: float
+    account: str
+    worker: str
+    job_id: str
+    height: int
+    difficulty: float  # the share difficulty the miner was asked for
+    network_difficulty: float
+    result: ShareResult
+    reason: str
+    hash_hex: str | None  # display order, None when the share was not hashed
+    is_block: bool
+    delayed: bool  # accepted for a job already replaced by a non-clean job
+    remote: str
+    session_id: str
+    # For payout schemes that credit by the hash actually found.
+    actual_difficulty: float = 0.0
+
+    @property
+    def accepted(self) -> bool:
+        return self.result is ShareResult.ACCEPTED

@@ -1,0 +1,1 @@
+"""Stratum V1: jobs, sessions (sans-IO), vardiff, defences and the asyncio server shell."""

@@ -1,0 +1,314 @@
+"""The asyncio shell around Session: sockets, line framing, limits, timers, broadcast.
+
+An asyncio.Protocol per connection (no task, no stream objects) keeps an
+idle miner cheap; uvloop is used when installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from hashquarry import metrics
+from hashquarry.shares.events import ErrorCode, ShareEvent
+from hashquarry.shares.validate import Verdict
+from hashquarry.stratum.defences import BanRules, Defences
+from hashquarry.stratum.jobs import Job
+from hashquarry.stratum.session import Outcome, PoolContext, Session, _error
+
+log = logging.getLogger(__name__)
+
+ShareSink = Callable[[ShareEvent], None]
+BlockSink = Callable[[Job, Verdict, Session], None]
+
+
+class ServerLimits:
+    __slots__ = ("auth_timeout", "flood_per_second", "idle_timeout", "max_buffer", "max_line")
+
+    def __init__(
+        self,
+        *,
+        max_line: int = 16 * 1024,
+        max_buffer: int = 64 * 1024,
+        idle_timeout: float = 600.0,
+        auth_timeout: float = 30.0,
+        flood_per_second: int = 500,
+    ) -> None:
+        self.max_line = max_line
+        self.max_buffer = max_buffer
+        self.idle_timeout = idle_timeout
+        self.auth_timeout = auth_timeout
+        self.flood_per_second = flood_per_second
+
+
+class MinerConnection(asyncio.Protocol):
+    __slots__ = (
+        "_start_difficulty",
+        "buf",
+        "closing",
+        "ip",
+        "rate_count",
+        "rate_second",
+        "server",
+        "session",
+        "transport",
+    )
+
+    def __init__(self, server: StratumServer, start_difficulty: float) -> None:
+        self.server = server
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.ip = ""
+        self.closing = False
+        self.rate_second = 0
+        self.rate_count = 0
+        self._start_difficulty = start_difficulty
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else "?"
+        now = time.time()
+        refusal = self.server.defences.admit(self.ip, now)
+        if refusal is not None:
+            metrics.REFUSED.labels("banned" if "banned" in refusal else "per_ip_cap").inc()
+            self.closing = True
+            transport.write(_error(None, ErrorCode.OTHER, f"connection refused: {refusal}"))
+            transport.close()
+            return
+        # A miner that stops reading must not make us buffer without limit.
+        transport.set_write_buffer_limits(high=self.server.limits.max_buffer)
+        self.session = Session(self.server.ctx, self.ip, self._start_difficulty, now)
+        self.server.connections.add(self)
+        metrics.CONNECTIONS.inc()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is None:
+            return
+        self.server.forget(self)
+
+    def pause_writing(self) -> None:
+        self.drop("miner is not reading its socket")
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.session is None:
+            return
+        buf = self.buf + data if self.buf else data
+        limits = self.server.limits
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0:
+                break
+            line = buf[start:end]
+            start = end + 1
+            if len(line) > limits.max_line:
+                self._oversize()
+                return
+            if line.strip():
+                self._line(line)
+                if self.closing:
+                    return
+        rest = buf[start:]
+        if len(rest) > limits.max_line:
+            self._oversize()
+            return
+        self.buf = rest
+
+    def _oversize(self) -> None:
+        self.send(
+            _error(None, ErrorCode.OTHER, f"line longer than {self.server.limits.max_line} bytes")
+        )
+        self.server.judge(self, bad=True)
+        self.drop("oversize line")
+
+    def _line(self, line: bytes) -> None:
+        server = self.server
+        now = time.time()
+        second = int(now)
+        if second != self.rate_second:
+            self.rate_second = second
+            self.rate_count = 0
+        self.rate_count += 1
+        if self.rate_count > server.limits.flood_per_second:
+            self.send(_error(None, ErrorCode.OTHER, "too many messages per second"))
+            server.defences.ban(self.ip, now)
+            metrics.BANS.inc()
+            server.drop_ip(self.ip, "flooding")
+            return
+        assert self.session is not None
+        try:
+            outcome = self.session.handle_line(line, now)
+        except Exception:  # one broken session must never take the server down
+            log.exception("session %s from %s failed on a line", self.session.session_id, self.ip)
+            self.send(_error(None, ErrorCode.OTHER, "internal error"))
+            return
+        server.apply(self, outcome, now)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.write(data)
+
+    def drop(self, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        log.info(
+            "closing %s (%s): %s", self.ip, self.session.session_id if self.session else "-", reason
+        )
+        if self.transport is not None:
+            self.transport.close()
+
+
+class StratumServer:
+    def __init__(
+        self,
+        ctx: PoolContext,
+        *,
+        limits: ServerLimits,
+        ban_rules: BanRules,
+        on_share: ShareSink,
+        on_block: BlockSink,
+    ) -> None:
+        self.ctx = ctx
+        self.limits = limits
+        self.defences = Defences(ban_rules)
+        self.on_share = on_share
+        self.on_block = on_block
+        self.connections: set[MinerConnection] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def listen(
+        self, host: str, port: int, difficulty: float, reuse_port: bool = False
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(
+            lambda: MinerConnection(self, difficulty),
+            host,
+            port,
+            reuse_port=reuse_port or None,
+            backlog=4096,
+        )
+        self._servers.append(srv)
+        bound = srv.sockets[0].getsockname()[1]
+        log.info("stratum listening on %s:%d (start difficulty %g)", host, bound, difficulty)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_loop())
+        return int(bound)
+
+    async def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            conn.drop("server stopping")
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await srv.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    # -- called by connections ------------------------------------------------
+
+    def apply(self, conn: MinerConnection, outcome: Outcome, now: float) -> None:
+        if outcome.block is not None and conn.session is not None:
+            job, verdict = outcome.block
+            # Before the ack: a block must reach the node as early as possible.
+            self.on_block(job, verdict, conn.session)
+        if outcome.share is not None:
+            self.on_share(outcome.share)
+        for data in outcome.out:
+            conn.send(data)
+        if outcome.share is not None or outcome.bad:
+            self.judge(conn, outcome.bad)
+        if outcome.close:
+            conn.drop(outcome.close)
+
+    def judge(self, conn: MinerConnection, bad: bool) -> None:
+        if self.defences.judge(conn.ip, bad, time.time()):
+            metrics.BANS.inc()
+            log.warning(
+                "banning %s for %.0f s: too many invalid messages or shares",
+                conn.ip,
+                self.defences.rules.ban_seconds,
+            )
+            self.drop_ip(conn.ip, "banned: too many invalid messages or shares")
+
+    def drop_ip(self, ip: str, reason: str) -> None:
+        for other in [c for c in self.connections if c.ip == ip]:
+            other.send(_error(None, ErrorCode.OTHER, reason))
+            other.drop(reason)
+
+    def forget(self, conn: MinerConnection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        metrics.CONNECTIONS.dec()
+        self.defences.release(conn.ip)
+        if conn.session is not None and conn.session.subscribed:
+            self.ctx.extranonces.release(conn.session.extranonce1, time.time())
+
+    # -- pushed by the pool ---------------------------------------------------
+
+    def broadcast(self, job: Job) -> int:
+        now = time.time()
+        sent = 0
+        for conn in self.connections:
+            session = conn.session
+            if session is None or conn.closing or not session.ready:
+                continue
+            try:
+                conn.send(session.on_job(job, now))
+            except Exception:
+                log.exception("notify to %s failed", conn.ip)
+                continue
+            sent += 1
+        metrics.JOBS.labels(str(job.clean).lower()).inc()
+        return sent
+
+    def rotate_extranonce(self) -> int:
+        """Give every extranonce-subscribed miner a new extranonce1, effective with a fresh job."""
+        now = time.time()
+        moved = 0
+        for conn in self.connections:
+            s = conn.session
+            if s is None or conn.closing or not s.ready or not s.extranonce_subscribed:
+                continue
+            old = s.extranonce1
+            new = self.ctx.extranonces.allocate(now)
+            conn.send(s.set_extranonce(new))
+            self.ctx.extranonces.release(old, now)
+            moved += 1
+        job = self.ctx.jobs.reissue(now)
+        if job is not None:
+            self.broadcast(job)
+        return moved
+
+    def worker_count(self) -> int:
+        return sum(len(c.session.workers) for c in self.connections if c.session is not None)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            try:
+                for conn in list(self.connections):
+                    s = conn.session
+                    if s is None or conn.closing:
+                        continue
+                    if not s.authorized and now - s.connected_at > self.limits.auth_timeout:
+                        conn.send(_error(None, ErrorCode.UNAUTHORIZED, "not authorized in time"))
+                        conn.drop("not authorized in time")
+                    elif now - s.last_activity > self.limits.idle_timeout:
+                        conn.drop("idle")
+                self.defences.sweep(now)
+                metrics.WORKERS.set(self.worker_count())
+            except Exception:
+                log.exception("sweep failed")
