@@ -89,7 +89,14 @@ def free_port() -> int:
 class RegtestNode:
     """A running regtest bitcoind. Use as a context manager, or start()/stop()."""
 
-    def __init__(self, datadir: Path | None = None, *, keep_datadir: bool = False) -> None:
+    def __init__(
+        self, datadir: Path | None = None, *, keep_datadir: bool = False, chain: str = "regtest"
+    ) -> None:
+        if chain not in ("regtest", "difficulty1"):
+            raise ValueError("chain must be 'regtest' or 'difficulty1'")
+        # "difficulty1" is the same binary as a private testnet: the network target is
+        # 00000000ffff..., so shares at tiny difficulties are shares, not blocks.
+        self.chain = chain
         self._own_datadir = datadir is None
         self.datadir = Path(datadir or tempfile.mkdtemp(prefix="hashquarry-regtest-"))
         self.keep_datadir = keep_datadir or not self._own_datadir
@@ -107,12 +114,22 @@ class RegtestNode:
         return f"http://127.0.0.1:{self.rpc_port}"
 
     @property
+    def network(self) -> str:
+        """The address network of this chain, as `chain.address` names it."""
+        return "regtest" if self.chain == "regtest" else "test"
+
+    @property
     def zmq_url(self) -> str:
         return f"tcp://127.0.0.1:{self.zmq_port}"
 
     def args(self, binary: Path) -> list[str]:
+        if self.chain == "regtest":
+            net = ["-regtest"]
+        else:
+            net = ["-testnet", "-connect=0", "-dnsseed=0", "-maxtipage=2000000000",
+                   "-minimumchainwork=0"]
         return [
-            str(binary), "-regtest", f"-datadir={self.datadir}", "-server", "-listen=0",
+            str(binary), *net, f"-datadir={self.datadir}", "-server", "-listen=0",
             "-standalone", "-minminingtxfee=0.00000500", "-excessiveblocksize=0",
             "-maxstackmemoryusageconsensus=0", f"-rpcport={self.rpc_port}",
             f"-port={self.p2p_port}", f"-rpcuser={self.user}", f"-rpcpassword={self.password}",
@@ -147,8 +164,8 @@ class RegtestNode:
                     self.stop()
                     raise RegtestError(f"bitcoind did not answer within {timeout:.0f} s") from None
                 time.sleep(0.2)
-        # The node refuses getblocktemplate until one block exists.
-        if self.call("getblockcount") == 0:
+        # The regtest node refuses getblocktemplate until one block exists.
+        if self.chain == "regtest" and self.call("getblockcount") == 0:
             self.mine(1)
         return self
 

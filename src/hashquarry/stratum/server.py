@@ -69,8 +69,8 @@ class MinerConnection(asyncio.Protocol):
         self._start_difficulty = start_difficulty
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "?"
         now = time.time()
@@ -78,11 +78,11 @@ class MinerConnection(asyncio.Protocol):
         if refusal is not None:
             metrics.REFUSED.labels("banned" if "banned" in refusal else "per_ip_cap").inc()
             self.closing = True
-            transport.write(_error(None, ErrorCode.OTHER, f"connection refused: {refusal}"))
+            transport.write(_error(None, ErrorCode.OTHER, f"connection refused: {refusal}"))  # type: ignore[attr-defined]
             transport.close()
             return
         # A miner that stops reading must not make us buffer without limit.
-        transport.set_write_buffer_limits(high=self.server.limits.max_buffer)
+        transport.set_write_buffer_limits(high=self.server.limits.max_buffer)  # type: ignore[attr-defined]
         self.session = Session(self.server.ctx, self.ip, self._start_difficulty, now)
         self.server.connections.add(self)
         metrics.CONNECTIONS.inc()
