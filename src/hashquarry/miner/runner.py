@@ -173,7 +173,10 @@ class _Work:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.target = job.share_target
-        self.network_target = bits_to_target(job.nbits_int)
+        try:
+            self.network_target = bits_to_target(job.nbits_int)
+        except ValueError:  # a nonsense nbits only costs us the block counter
+            self.network_target = -1
         self.extranonce2 = 0
         self.extranonce2_limit = 256**job.extranonce2_size
         self.nonce = 0
@@ -190,6 +193,8 @@ class _Work:
         return self.extranonce2.to_bytes(self.job.extranonce2_size, "big")
 
     def ntime(self) -> int:
+        if not self.job.received_at:  # not stamped by a client: nothing to measure from
+            return self.job.ntime_int
         rolled = int(time.monotonic() - self.job.received_at)
         return self.job.ntime_int + max(0, min(rolled, MAX_NTIME_ROLL))
 
