@@ -51,10 +51,14 @@ class PoolStats:
     accepted: int = 0
     rejected: int = 0
     rejected_by: Counter[str] = field(default_factory=Counter)
+    per_worker: dict[str, list[int]] = field(default_factory=dict)  # name -> [accepted, rejected]
     blocks: list[FoundBlock] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
     _recent: deque[tuple[float, float]] = field(default_factory=deque)
 
     def record(self, ev: ShareEvent) -> None:
+        counts = self.per_worker.setdefault(f"{ev.account}.{ev.worker}", [0, 0])
+        counts[0 if ev.accepted else 1] += 1
         if ev.accepted:
             self.accepted += 1
             self._recent.append((ev.time, ev.difficulty))
@@ -66,7 +70,9 @@ class PoolStats:
         """Estimated H/s from accepted share difficulty over the window."""
         while self._recent and self._recent[0][0] < now - window:
             self._recent.popleft()
-        return sum(d for _, d in self._recent) * 2**32 / window
+        # A pool younger than the window has only been hashing since it started.
+        span = min(window, max(now - self.started, 1.0))
+        return sum(d for _, d in self._recent) * 2**32 / span
 
     @property
     def blocks_found(self) -> int:
@@ -208,6 +214,10 @@ class Pool:
         metrics.BLOCKS_SUBMITTED.labels("accepted" if found.accepted else "rejected").inc()
         if found.accepted:
             log.info("block %s at height %d accepted by the node", found.hash, found.height)
+        elif found.result in ("inconclusive", "duplicate-inconclusive"):
+            # Valid, but another block at this height got there first.
+            log.info("block %s at height %d lost the race (%s)", found.hash, found.height,
+                     found.result)
         else:
             log.warning(
                 "block %s at height %d not accepted: %s", found.hash, found.height, found.result

@@ -17,6 +17,8 @@ def varint(n: int) -> bytes:
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     """Decode a compact size at `pos`; returns (value, new position)."""
+    if pos >= len(data):
+        raise ValueError("truncated varint")
     first = data[pos]
     if first < 0xFD:
         return first, pos + 1

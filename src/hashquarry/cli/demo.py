@@ -11,8 +11,9 @@ import time
 from typing import Any
 
 import orjson
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
+from rich.logging import RichHandler
 from rich.table import Table
 
 from hashquarry.chain.regtest import RegtestNode
@@ -31,7 +32,7 @@ def _miner_cmd(url: str, users: list[str], seconds: float | None) -> list[str]:
     return cmd
 
 
-def _table(pool: Pool, height: int, started: float, node_ok: bool, api: str) -> Table:
+def _table(pool: Pool, height: int, started: float, node_ok: bool, api: str) -> Group:
     now = time.time()
     stats = pool.stats
     t = Table(title=f"hashquarry demo — regtest, {now - started:.0f} s", title_justify="left")
@@ -46,13 +47,19 @@ def _table(pool: Pool, height: int, started: float, node_ok: bool, api: str) -> 
     t.add_row("pool hashrate (est.)", f"{stats.hashrate(now) / 1e3:,.1f} kH/s")
     t.add_row("blocks found", str(stats.blocks_found))
     t.add_row("blocks accepted by node", f"[green]{stats.blocks_accepted}[/green]")
-    workers: dict[str, int] = {}
-    for conn in pool.server.connections:
-        if conn.session:
-            for acct, wrk in conn.session.workers.values():
-                workers[f"{acct}.{wrk}"] = 1
-    t.add_row("worker names", ", ".join(sorted(workers)) or "-")
-    return t
+    online = {
+        f"{acct}.{wrk}"
+        for conn in pool.server.connections
+        if conn.session
+        for acct, wrk in conn.session.workers.values()
+    }
+    w = Table(title="workers", title_justify="left")
+    for col in ("worker", "online", "accepted", "rejected"):
+        w.add_column(col, justify="left" if col == "worker" else "right")
+    for name in sorted(online | set(stats.per_worker)):
+        acc, rej = stats.per_worker.get(name, [0, 0])
+        w.add_row(name, "yes" if name in online else "no", str(acc), str(rej))
+    return Group(t, w)
 
 
 async def _demo(seconds: float | None, miner_processes: int, console: Console) -> dict[str, Any]:
@@ -140,6 +147,7 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
             "hashrate": stats.hashrate(time.time()),
             "miners_hashrate": sum(r.get("hashrate", 0.0) for r in miner_reports),
             "miners_shares_accepted": sum(r.get("shares_accepted", 0) for r in miner_reports),
+            "workers": sum(len(r.get("workers", {})) for r in miner_reports),
             "seconds": round(time.time() - started, 1),
         }
     finally:
@@ -154,4 +162,10 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
 
 def run_demo(seconds: float | None, miner_processes: int = 2) -> dict[str, Any]:
     console = Console(stderr=True)
+    # Log through the live display's console so warnings do not tear the table.
+    import logging
+
+    root = logging.getLogger()
+    root.handlers[:] = [RichHandler(console=console, show_path=False)]
+    root.setLevel(logging.WARNING)
     return asyncio.run(_demo(seconds, miner_processes, console))

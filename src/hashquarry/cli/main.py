@@ -131,7 +131,7 @@ def miner(
     async def main() -> None:
         stop = stop_event_on_signals()
         result = await run_miner(opts, stop=stop)
-        typer.echo(orjson.dumps(result).decode())
+        typer.echo(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode())
 
     run_async(main())
 
