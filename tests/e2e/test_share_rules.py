@@ -71,11 +71,11 @@ async def test_duplicate_and_low_difficulty(difficulty1: RegtestNode, d1_pool: P
 
 
 async def test_fixed_difficulty_from_password(difficulty1: RegtestNode, d1_pool: Pool) -> None:
-    client = await connect(d1_pool.ports[0], "bob.fixed", password="d=0.004")
+    client = await connect(d1_pool.ports[0], "bob.fixed", password="d=0.0004")
     try:
         assert client.job is not None
-        assert client.job.difficulty == pytest.approx(0.004)
-        share = find_share(client.job, difficulty_to_target(0.004))
+        assert client.job.difficulty == pytest.approx(0.0004)
+        share = find_share(client.job, difficulty_to_target(0.0004))
         res = await client.submit("bob.fixed", share.job_id, share.extranonce2, share.ntime,
                                   share.nonce)
         assert res.accepted
