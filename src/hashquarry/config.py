@@ -31,6 +31,9 @@ class NodeConfig(BaseModel):
     template_refresh: float = Field(30.0, gt=0, le=3600, description="new-transaction refresh")
     rpc_timeout: float = Field(10.0, gt=0, le=300)
     rpc_retries: int = Field(3, ge=0, le=20)
+    static_template: Path | None = Field(
+        None, description="benchmarks only: serve this getblocktemplate JSON instead"
+    )
 
     @field_validator("url")
     @classmethod
@@ -41,6 +44,7 @@ class NodeConfig(BaseModel):
 
 
 class PoolConfig(BaseModel):
+    coin: str = Field("bitcoin", pattern=r"^[a-z][a-z0-9-]{1,31}$", description="f2pool name")
     address: str = Field(..., description="payout address the coinbase pays")
     network: str = Field("main", description="main, test, regtest, signet or bcoin-regtest")
     tag: str = Field("/hashquarry/", max_length=40, description="pool tag in the coinbase")
@@ -124,6 +128,37 @@ class StratumConfig(BaseModel):
         return v
 
 
+class AccountingConfig(BaseModel):
+    enabled: bool = Field(True, description="durable share log, statistics and payouts")
+    scheme: str = Field("pplns", pattern="^(pplns|pps|fpps|prop|solo)$")
+    fee_bps: int = Field(100, ge=0, le=10_000, description="pool fee in basis points")
+    pplns_n: float = Field(2.0, gt=0, le=100, description="window = N x network difficulty")
+    maturity: int = Field(100, ge=1, le=10_000, description="confirmations to mature")
+    commit_interval_ms: float = Field(2.0, gt=0, le=1000, description="share log group commit")
+    flush_interval: float = Field(1.0, gt=0, le=60, description="aggregates to the store")
+    segment_bytes: int = Field(64 << 20, ge=1 << 16, description="share log segment size")
+    retention_days: float = Field(30.0, gt=0, description="keep share log segments this long")
+    offline_after: float = Field(600.0, gt=0, description="a worker is offline after this")
+    shift_span: float = Field(
+        0.0, ge=0, description="difficulty per Bitminter shift; 0 = network difficulty"
+    )
+    keep_shares_days: float = Field(3.0, gt=0, description="share rows kept for PPLNS")
+    tracker_interval: float = Field(5.0, gt=0, le=600, description="block confirmations poll")
+
+
+class StoreConfig(BaseModel):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite+aiosqlite in the data directory"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return v
+
+
 class MetricsConfig(BaseModel):
     port: int | None = Field(None, ge=0, le=65535, description="Prometheus /metrics port")
     host: str = "127.0.0.1"
@@ -138,6 +173,8 @@ class Settings(BaseSettings):
     pool: PoolConfig
     stratum: StratumConfig = Field(default_factory=StratumConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     data_dir: Path = Path("data")
     log_level: str = "INFO"
 

@@ -9,8 +9,12 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from hashquarry import metrics
+from hashquarry.accounting.service import Accounting
 from hashquarry.chain.address import address_to_script, network
+from hashquarry.chain.feed import StaticTemplateFeed, TemplateFeed
 from hashquarry.chain.hashing import hash_to_hex
 from hashquarry.chain.rpc import NodeError, NodeRpc
 from hashquarry.chain.template import Template
@@ -84,7 +88,14 @@ class PoolStats:
 
 
 class Pool:
-    def __init__(self, settings: Settings, *, authorizer: Authorizer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        authorizer: Authorizer | None = None,
+        store: AsyncEngine | None = None,
+    ) -> None:
+        """`store` (an engine on a migrated store) turns on durable accounting."""
         self.settings = settings
         net = network(settings.pool.network)
         node = settings.node
@@ -115,6 +126,7 @@ class Pool:
             version_mask=st.version_mask,
             extranonce2_size=settings.pool.extranonce2_size,
             authorizer=authorizer,
+            coin=settings.pool.coin,
         )
         df = st.defences
         self.server = StratumServer(
@@ -131,21 +143,34 @@ class Pool:
             on_share=self._on_share,
             on_block=self._on_block,
         )
-        from hashquarry.chain.feed import TemplateFeed
-
-        self.feed = TemplateFeed(
-            self.rpc,
-            self._on_template,
-            zmq_endpoint=node.zmq_hashblock,
-            poll_interval=node.poll_interval,
-            refresh_interval=node.template_refresh,
-        )
+        self.feed: TemplateFeed | StaticTemplateFeed
+        if node.static_template is not None:
+            self.feed = StaticTemplateFeed(str(node.static_template), self._on_template)
+        else:
+            self.feed = TemplateFeed(
+                self.rpc,
+                self._on_template,
+                zmq_endpoint=node.zmq_hashblock,
+                poll_interval=node.poll_interval,
+                refresh_interval=node.template_refresh,
+            )
+        self.accounting: Accounting | None = None
+        if store is not None:
+            self.accounting = Accounting(
+                store,
+                settings.accounting,
+                coin=settings.pool.coin,
+                log_dir=settings.data_dir / "sharelog",
+                rpc=self.rpc if node.static_template is None else None,
+            )
         self.stats = PoolStats()
         self.ports: list[int] = []
         self.share_listeners: list[asyncio.Queue[ShareEvent]] = []
         self._block_tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, wait_for_template: float | None = 30.0) -> None:
+    async def start(self, wait_for_template: float | None = 30.0, reuse_port: bool = False) -> None:
+        if self.accounting is not None:
+            await self.accounting.start()
         await self.feed.start()
         if wait_for_template and not await self.feed.wait_ready(wait_for_template):
             log.warning(
@@ -153,13 +178,17 @@ class Pool:
                 self.feed.last_error,
             )
         for p in self.settings.stratum.ports:
-            self.ports.append(await self.server.listen(p.host, p.port, p.difficulty))
+            self.ports.append(
+                await self.server.listen(p.host, p.port, p.difficulty, reuse_port=reuse_port)
+            )
 
     async def stop(self) -> None:
         await self.server.close()
         await self.feed.stop()
         if self._block_tasks:
             await asyncio.wait(self._block_tasks, timeout=10)
+        if self.accounting is not None:
+            await self.accounting.stop()
         await self.rpc.close()
 
     # -- hooks ----------------------------------------------------------------
@@ -176,7 +205,7 @@ class Pool:
             reason,
         )
 
-    def _on_share(self, ev: ShareEvent) -> None:
+    def _on_share(self, ev: ShareEvent) -> asyncio.Future[int] | None:
         self.stats.record(ev)
         metrics.SHARES.labels(ev.result.value).inc()
         if ev.accepted:
@@ -186,6 +215,7 @@ class Pool:
         for q in self.share_listeners:
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(ev)
+        return self.accounting.record(ev) if self.accounting is not None else None
 
     def _on_block(self, job: Job, verdict: Verdict, session: Session) -> None:
         assert verdict.header is not None and verdict.extranonce is not None
@@ -216,10 +246,16 @@ class Pool:
             log.info("block %s at height %d accepted by the node", found.hash, found.height)
         elif found.result in ("inconclusive", "duplicate-inconclusive"):
             # Valid, but another block at this height got there first.
-            log.info("block %s at height %d lost the race (%s)", found.hash, found.height,
-                     found.result)
+            log.info(
+                "block %s at height %d lost the race (%s)", found.hash, found.height, found.result
+            )
         else:
             log.warning(
                 "block %s at height %d not accepted: %s", found.hash, found.height, found.result
             )
         self.feed.poke("block found")
+        if self.accounting is not None:
+            try:
+                await self.accounting.block_submitted(found.hash, found.result or "")
+            except Exception:
+                log.exception("recording the submit result of %s failed", found.hash)

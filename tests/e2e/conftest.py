@@ -7,9 +7,14 @@ from typing import Any
 
 import pytest
 
+import tempfile
+from pathlib import Path
+
 from hashquarry.chain.regtest import RegtestNode
-from hashquarry.config import load_settings
+from hashquarry.config import Settings, load_settings
 from hashquarry.pool import Pool
+from hashquarry.store.engine import default_url, make_engine
+from hashquarry.store.migrate import upgrade_async
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +32,10 @@ def difficulty1() -> Iterator[RegtestNode]:
         yield node
 
 
-def pool_settings(node: RegtestNode, **stratum: Any) -> Any:
+def pool_settings(
+    node: RegtestNode, data_dir: Path | None = None, accounting: dict[str, Any] | None = None,
+    **stratum: Any,
+) -> Settings:
     address = node.call("getnewaddress")
     st: dict[str, Any] = {
         "ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
@@ -40,24 +48,39 @@ def pool_settings(node: RegtestNode, **stratum: Any) -> Any:
               "zmq_hashblock": node.zmq_url, "poll_interval": 0.5, "rpc_retries": 1},
         pool={"address": address, "network": node.network},
         stratum=st,
+        data_dir=data_dir or Path(tempfile.mkdtemp(prefix="hashquarry-test-")),
+        accounting=accounting or {},
     )
+
+
+async def start_pool(settings: Settings) -> Pool:
+    """A pool with durable accounting on a freshly migrated SQLite store."""
+    url = default_url(settings.data_dir)
+    await upgrade_async(url)
+    pool = Pool(settings, store=make_engine(url))
+    await pool.start()
+    return pool
+
+
+async def stop_pool(pool: Pool) -> None:
+    await pool.stop()
+    if pool.accounting is not None:
+        await pool.accounting.engine.dispose()
 
 
 @pytest.fixture
 async def regtest_pool(regtest: RegtestNode) -> AsyncIterator[Pool]:
-    pool = Pool(pool_settings(regtest))
-    await pool.start()
+    pool = await start_pool(pool_settings(regtest))
     try:
         yield pool
     finally:
-        await pool.stop()
+        await stop_pool(pool)
 
 
 @pytest.fixture
 async def d1_pool(difficulty1: RegtestNode) -> AsyncIterator[Pool]:
-    pool = Pool(pool_settings(difficulty1))
-    await pool.start()
+    pool = await start_pool(pool_settings(difficulty1))
     try:
         yield pool
     finally:
-        await pool.stop()
+        await stop_pool(pool)

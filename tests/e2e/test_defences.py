@@ -14,7 +14,7 @@ from hashquarry.chain.regtest import RegtestNode
 from hashquarry.miner.runner import MinerOptions, run_miner
 from hashquarry.pool import Pool
 
-from .conftest import pool_settings
+from .conftest import pool_settings, start_pool, stop_pool
 from .helpers import connect, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -98,8 +98,7 @@ async def test_garbage_oversize_and_flood_are_banned_while_others_mine(
 
 async def test_unauthorized_connection_times_out(difficulty1: RegtestNode) -> None:
     settings = pool_settings(difficulty1, defences={"auth_timeout": 1.0})
-    pool = Pool(settings)
-    await pool.start()
+    pool = await start_pool(settings)
     try:
         reader, writer = await _open(pool.ports[0], "127.0.0.5")
         writer.write(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
@@ -108,15 +107,14 @@ async def test_unauthorized_connection_times_out(difficulty1: RegtestNode) -> No
         assert await _closed(reader, timeout=10)
         writer.close()
     finally:
-        await pool.stop()
+        await stop_pool(pool)
 
 
 async def test_node_away_for_30s_then_back() -> None:
     node = RegtestNode().start()
     pool = None
     try:
-        pool = Pool(pool_settings(node))
-        await pool.start()
+        pool = await start_pool(pool_settings(node))
         client = await connect(pool.ports[0], "heidi.patient")
         before = client.job
         await asyncio.to_thread(node.stop)
@@ -136,5 +134,5 @@ async def test_node_away_for_30s_then_back() -> None:
         await client.close()
     finally:
         if pool is not None:
-            await pool.stop()
+            await stop_pool(pool)
         node.close()

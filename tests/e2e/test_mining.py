@@ -99,7 +99,10 @@ def test_miner_cli_prints_json(regtest: RegtestNode) -> None:
         "HASHQUARRY_POOL__ADDRESS": settings.pool.address,
         "HASHQUARRY_POOL__NETWORK": "regtest",
         "HASHQUARRY_STRATUM__PORTS": json.dumps([{"port": port, "difficulty": 0.0002}]),
+        "HASHQUARRY_DATA_DIR": str(settings.data_dir),
     })
+    subprocess.run([sys.executable, "-m", "hashquarry", "db", "upgrade"], env=env, check=True,
+                   capture_output=True, timeout=60)
     server = subprocess.Popen([sys.executable, "-m", "hashquarry", "serve"], env=env,
                               stderr=subprocess.PIPE, text=True)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from hashquarry.miner.runner import MinerOptions, run_miner
 from hashquarry.pool import Pool
 
 from .bcoin import BcoinNode, BcoinUnavailable
+from .conftest import start_pool, stop_pool
 from .helpers import parse_block_coinbase, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +59,7 @@ def _spend_true(prev_txid: str, vout: int, value: int, fee: int = 20_000) -> tup
     return raw.hex(), txid
 
 
-async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode) -> None:
+async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode, tmp_path: Path) -> None:
     address = script_to_address(P2WSH_TRUE, "bcoin-regtest")
     bcoin.call("generatetoaddress", 450, address)
     info = bcoin.call("getblockchaininfo")
@@ -76,9 +78,9 @@ async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode) 
         pool={"address": address, "network": "bcoin-regtest"},
         stratum={"ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
                  "vardiff": {"target_interval": 1.0, "retarget_window": 5.0}},
+        data_dir=tmp_path,
     )
-    pool = Pool(settings)
-    await pool.start()
+    pool = await start_pool(settings)
     try:
         template = pool.feed.current
         assert template is not None
@@ -94,7 +96,7 @@ async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode) 
             stop.set()
         await asyncio.wait_for(task, 30)
     finally:
-        await pool.stop()
+        await stop_pool(pool)
 
     first = next(b for b in pool.stats.blocks if b.accepted)
     block = bcoin.call("getblock", first.hash)

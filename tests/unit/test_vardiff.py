@@ -60,7 +60,7 @@ def simulate(
     events = 0
     while now < end:
         events += 1
-        assert events < 200_000, "simulation ran away"
+        assert events < 400_000, "simulation ran away"
         if next_share <= next_job:
             now = next_share
             changed = vd.on_share(now, network) is not None
@@ -103,19 +103,25 @@ def test_converges_to_one_share_per_interval(
     assert all(within(d, goal, 2.0) for d in trace[-10:]), trace[-10:]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     hashrate=hashrates,
-    lo_exp=st.integers(min_value=-6, max_value=2),
-    span=st.integers(min_value=0, max_value=6),
+    # Where the maximum sits relative to the ideal difficulty (log10): below it by up to
+    # 20x (a miner too fast for the pool's range), or far above.
+    max_pos=st.floats(min_value=-1.3, max_value=8.0),
+    span=st.floats(min_value=0.0, max_value=8.0),
     start_frac=st.floats(min_value=0.0, max_value=1.0),
 )
 def test_converges_within_clamped_bounds(
-    hashrate: float, lo_exp: int, span: int, start_frac: float
+    hashrate: float, max_pos: float, span: float, start_frac: float
 ) -> None:
-    rules = VardiffRules(min_difficulty=10.0**lo_exp, max_difficulty=10.0 ** (lo_exp + span))
-    start = rules.min_difficulty + start_frac * (rules.max_difficulty - rules.min_difficulty)
-    vd, _ = simulate(rules, hashrate, round_difficulty(start))
+    unclamped = hashrate * 10.0 / TWO32
+    hi = round_difficulty(unclamped * 10.0**max_pos)
+    lo = round_difficulty(hi / 10.0**span)
+    assume(lo > 0)
+    rules = VardiffRules(min_difficulty=lo, max_difficulty=hi)
+    start = round_difficulty(lo * (hi / lo) ** start_frac)
+    vd, _ = simulate(rules, hashrate, start)
     goal = ideal(rules, hashrate)
     assert rules.min_difficulty <= vd.difficulty <= rules.max_difficulty
     assert within(vd.difficulty, goal, 2.0), (vd.difficulty, goal)
@@ -229,19 +235,33 @@ def test_ceiling_rules() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(hashrate=st.floats(min_value=1e11, max_value=1e12), network=st.floats(1.0, 20.0))
-def test_capped_at_network_difficulty(hashrate: float, network: float) -> None:
+@given(network=st.integers(min_value=1, max_value=10_000), excess=st.floats(1.5, 20.0))
+def test_capped_at_network_difficulty(network: int, excess: float) -> None:
     rules = VardiffRules()  # min 1e-6 <= network difficulty: the cap applies
-    vd, trace = simulate(rules, hashrate, 1e-6, network=network, windows=40)
+    hashrate = network * excess * TWO32 / rules.target_interval  # wants `excess` x a block
+    vd, trace = simulate(rules, hashrate, 1e-6, network=float(network), windows=40)
     assert max(trace) <= network
-    assert vd.difficulty == pytest.approx(network, rel=ROUNDING)
+    assert vd.difficulty == network
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Vardiff.retarget rounds to 4 significant digits after clamping, so a cap at "
+    "a network difficulty like 1.015625 becomes 1.016: more than a block is asked for",
+)
+def test_cap_is_not_exceeded_by_rounding() -> None:
+    rules = VardiffRules()
+    vd = Vardiff(rules, 1.0, 0.0)
+    for i in range(EARLY_FACTOR * 6):
+        vd.on_share(0.01 * (i + 1), 1.015625)
+    assert vd.difficulty <= 1.015625
 
 
 @settings(max_examples=30, deadline=None)
 @given(hashrate=hashrates)
 def test_regtest_network_difficulty_below_minimum_is_not_a_cap(hashrate: float) -> None:
     rules = VardiffRules()
-    assert REGTEST_DIFFICULTY < rules.min_difficulty
+    assert rules.min_difficulty > REGTEST_DIFFICULTY
     vd, _ = simulate(rules, hashrate, 1e-6, network=REGTEST_DIFFICULTY)
     goal = ideal(rules, hashrate, REGTEST_DIFFICULTY)
     assert goal > REGTEST_DIFFICULTY

@@ -160,3 +160,36 @@ class TemplateFeed:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             reason = self._wake_reason if self._wake.is_set() else "poll"
             self._wake_reason = "poke"
+
+
+class StaticTemplateFeed:
+    """Serves one getblocktemplate answer from a file, for benchmarks.
+
+    Used to measure the Stratum hot path with a template shape no local node can
+    produce while shares stay shares (e.g. thousands of transactions at a
+    difficulty-1 target). Blocks are still submitted to the node if one is found.
+    """
+
+    def __init__(self, path: str, on_template: TemplateHandler) -> None:
+        import orjson
+
+        with open(path, "rb") as fh:
+            self.current: Template | None = parse_template(orjson.loads(fh.read()))
+        self.on_template = on_template
+        self.node_ok = True
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        assert self.current is not None
+        result = self.on_template(self.current, "static template")
+        if asyncio.iscoroutine(result):
+            await result
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        return True
+
+    def poke(self, reason: str = "poke") -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

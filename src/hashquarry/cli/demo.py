@@ -72,11 +72,18 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
         address = node.call("getnewaddress")
         settings = load_settings(
             None,
-            node={"url": node.rpc_url, "user": node.user, "password": node.password,
-                  "zmq_hashblock": node.zmq_url, "poll_interval": 1.0},
+            node={
+                "url": node.rpc_url,
+                "user": node.user,
+                "password": node.password,
+                "zmq_hashblock": node.zmq_url,
+                "poll_interval": 1.0,
+            },
             pool={"address": address, "network": "regtest"},
-            stratum={"ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
-                     "vardiff": {"target_interval": 3.0, "retarget_window": 15.0}},
+            stratum={
+                "ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
+                "vardiff": {"target_interval": 3.0, "retarget_window": 15.0},
+            },
         )
         pool = Pool(settings)
         await pool.start()
@@ -90,26 +97,31 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
         for i in range(miner_processes):
             acct = ACCOUNTS[i % len(ACCOUNTS)]
             users = [f"{acct}.rig{i + 1}a", f"{acct}.rig{i + 1}b"]
-            procs.append(await asyncio.create_subprocess_exec(
-                *_miner_cmd(url, users, None), stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                # The pool must stay responsive while the miners burn the CPU.
-                preexec_fn=lambda: os.nice(10),
-            ))
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *_miner_cmd(url, users, None),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.DEVNULL,
+                    # The pool must stay responsive while the miners burn the CPU.
+                    preexec_fn=lambda: os.nice(10),
+                )
+            )
         started = time.time()
         height = await pool.rpc.getblockcount()
         interactive = console.is_terminal
         last_print = 0.0
-        with Live(console=console, refresh_per_second=2, auto_refresh=False,
-                  transient=False) if interactive else contextlib.nullcontext() as live:
+        with (
+            Live(console=console, refresh_per_second=2, auto_refresh=False, transient=False)
+            if interactive
+            else contextlib.nullcontext() as live
+        ):
             while not stop.is_set():
                 if seconds is not None and time.time() - started >= seconds:
                     break
                 with contextlib.suppress(Exception):
                     height = await pool.rpc.call("getblockcount", retries=0)
                 if live is not None:
-                    live.update(_table(pool, height, started, pool.feed.node_ok, url),
-                                refresh=True)
+                    live.update(_table(pool, height, started, pool.feed.node_ok, url), refresh=True)
                 elif time.time() - last_print >= 5:
                     last_print = time.time()
                     s = pool.stats
@@ -117,7 +129,8 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
                         f"[{time.time() - started:5.0f}s] height {height} workers "
                         f"{pool.server.worker_count()} accepted {s.accepted} rejected "
                         f"{s.rejected} hashrate {s.hashrate(time.time()) / 1e3:.1f} kH/s "
-                        f"blocks {s.blocks_found} found / {s.blocks_accepted} accepted")
+                        f"blocks {s.blocks_found} found / {s.blocks_accepted} accepted"
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
         miner_reports = []

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,17 +14,47 @@ from typing import Annotated
 import orjson
 import typer
 
-from hashquarry.config import ConfigError, load_settings
+from hashquarry.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="hashquarry: a mining pool on a real coin node.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="hashquarry: a mining pool on a real coin node.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 node_app = typer.Typer(help="Run a coin node for trying the pool.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
+db_app = typer.Typer(help="The store: migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def store_url(settings: Settings) -> str:
+    from hashquarry.store.engine import default_url
+
+    return settings.store.url or default_url(settings.data_dir)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file")] = None,
+) -> None:
+    """Apply the store's migrations (SQLite file by default, PostgreSQL by URL)."""
+    from hashquarry.store.migrate import upgrade
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"hashquarry: {exc}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+    url = store_url(settings)
+    upgrade(url)
+    typer.echo(f"store at {url.split('@')[-1]} is up to date")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Every RPC call would be a line otherwise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -50,30 +81,74 @@ def stop_event_on_signals() -> asyncio.Event:
 @app.command()
 def serve(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML file")] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Stratum front-end processes sharing the ports")
+    ] = 1,
+    process_index: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
     """Run the pool against the node in the configuration."""
     try:
         settings = load_settings(config)
+        if processes > 1 and any(p.port == 0 for p in settings.stratum.ports):
+            raise ConfigError("stratum.ports: --processes needs fixed port numbers, not 0")
+        if processes > 1 and settings.accounting.enabled:
+            # One accounting writer per store: several front ends need the share bus,
+            # which is not built yet.
+            raise ConfigError(
+                "accounting.enabled: --processes > 1 needs accounting.enabled = false for now"
+            )
+        if settings.pool.extranonce1_prefix + processes - 1 > 255:
+            raise ConfigError("pool.extranonce1_prefix: too high for this many processes")
     except ConfigError as exc:
         typer.echo(f"hashquarry: {exc}", err=True)
         raise typer.Exit(2) from None
     setup_logging(settings.log_level)
+    # Each front end gets its own extranonce1 range, so no two miners share work.
+    settings.pool.extranonce1_prefix += process_index
+    children: list[subprocess.Popen[bytes]] = []
+    if process_index == 0:
+        for i in range(1, processes):
+            cmd = [sys.executable, "-m", "hashquarry", "serve", "--process-index", str(i)]
+            if config is not None:
+                cmd += ["--config", str(config)]
+            children.append(subprocess.Popen(cmd))
 
     async def main() -> None:
         from hashquarry.pool import Pool
+        from hashquarry.store.migrate import StoreNotMigrated, open_store
 
         stop = stop_event_on_signals()
-        pool = Pool(settings)
-        await pool.start()
-        logging.getLogger("hashquarry").info("pool running; stratum ports %s", pool.ports)
-        if settings.metrics.port is not None:
+        store = None
+        if settings.accounting.enabled:
+            try:
+                store = await open_store(store_url(settings))
+            except StoreNotMigrated as exc:
+                logging.getLogger("hashquarry").error("%s", exc)
+                raise SystemExit(2) from None
+        pool = Pool(settings, store=store)
+        await pool.start(reuse_port=processes > 1)
+        logging.getLogger("hashquarry").info(
+            "pool process %d running; stratum ports %s", process_index, pool.ports
+        )
+        if settings.metrics.port is not None and process_index == 0:
             from prometheus_client import start_http_server
 
             start_http_server(settings.metrics.port, settings.metrics.host)
         await stop.wait()
         await pool.stop()
+        if store is not None:
+            await store.dispose()
 
-    run_async(main())
+    try:
+        run_async(main())
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 @node_app.command("regtest")
@@ -88,18 +163,30 @@ def node_regtest(
     node.start()
     try:
         address = node.call("getnewaddress")
-        typer.echo(orjson.dumps({
-            "rpc_url": node.rpc_url, "rpc_user": node.user, "rpc_password": node.password,
-            "zmq_hashblock": node.zmq_url, "datadir": str(node.datadir),
-            "height": node.call("getblockcount"), "pool_address": address, "network": "regtest",
-        }, option=orjson.OPT_INDENT_2).decode())
+        typer.echo(
+            orjson.dumps(
+                {
+                    "rpc_url": node.rpc_url,
+                    "rpc_user": node.user,
+                    "rpc_password": node.password,
+                    "zmq_hashblock": node.zmq_url,
+                    "datadir": str(node.datadir),
+                    "height": node.call("getblockcount"),
+                    "pool_address": address,
+                    "network": "regtest",
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
         typer.echo(
             "\nTry the pool against it:\n"
             f"  HASHQUARRY_NODE__URL={node.rpc_url} HASHQUARRY_NODE__USER={node.user} "
             f"HASHQUARRY_NODE__PASSWORD={node.password} "
             f"HASHQUARRY_NODE__ZMQ_HASHBLOCK={node.zmq_url} "
             f"HASHQUARRY_POOL__ADDRESS={address} HASHQUARRY_POOL__NETWORK=regtest "
-            "hashquarry serve\n\nCtrl-C stops the node.", err=True)
+            "hashquarry serve\n\nCtrl-C stops the node.",
+            err=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
@@ -125,8 +212,14 @@ def miner(
     except ValueError as exc:
         typer.echo(f"hashquarry miner: --url: {exc}", err=True)
         raise typer.Exit(2) from None
-    opts = MinerOptions(url=url, users=list(user), password=password, seconds=seconds,
-                        version_rolling=version_rolling, suggest_difficulty=suggest_difficulty)
+    opts = MinerOptions(
+        url=url,
+        users=list(user),
+        password=password,
+        seconds=seconds,
+        version_rolling=version_rolling,
+        suggest_difficulty=suggest_difficulty,
+    )
 
     async def main() -> None:
         stop = stop_event_on_signals()

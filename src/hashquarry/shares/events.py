@@ -42,6 +42,11 @@ class ShareEvent:
     session_id: str
     # For payout schemes that credit by the hash actually found.
     actual_difficulty: float = 0.0
+    # What a block on this job would have paid (coinbase value) and of that the fees:
+    # PPS and FPPS price each share from these.
+    block_reward: int = 0
+    tx_fees: int = 0
+    coin: str = "bitcoin"
 
     @property
     def accepted(self) -> bool:

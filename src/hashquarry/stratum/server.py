@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from hashquarry import metrics
@@ -21,7 +22,9 @@ from hashquarry.stratum.session import Outcome, PoolContext, Session, _error
 
 log = logging.getLogger(__name__)
 
-ShareSink = Callable[[ShareEvent], None]
+# A sink may return a future: the miner's reply then waits until it resolves
+# (the share is durable), keeping each connection's replies in order.
+ShareSink = Callable[[ShareEvent], "asyncio.Future[int] | None"]
 BlockSink = Callable[[Job, Verdict, Session], None]
 
 
@@ -55,6 +58,7 @@ class MinerConnection(asyncio.Protocol):
         "server",
         "session",
         "transport",
+        "waiting",
     )
 
     def __init__(self, server: StratumServer, start_difficulty: float) -> None:
@@ -67,6 +71,7 @@ class MinerConnection(asyncio.Protocol):
         self.rate_second = 0
         self.rate_count = 0
         self._start_difficulty = start_difficulty
+        self.waiting: deque[tuple[asyncio.Future[int] | None, list[bytes]]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
@@ -154,6 +159,36 @@ class MinerConnection(asyncio.Protocol):
         if self.transport is not None and not self.closing:
             self.transport.write(data)
 
+    def send_ordered(self, datas: list[bytes]) -> None:
+        """Replies go out in request order, behind any that wait for the share log."""
+        if self.waiting:
+            self.waiting.append((None, datas))
+            return
+        for d in datas:
+            self.send(d)
+
+    def defer(self, fut: asyncio.Future[int], datas: list[bytes]) -> None:
+        if self.waiting is None:
+            self.waiting = deque()
+        self.waiting.append((fut, datas))
+        fut.add_done_callback(self._release)
+
+    def _release(self, _fut: object) -> None:
+        waiting = self.waiting
+        while waiting:
+            fut, datas = waiting[0]
+            if fut is not None:
+                if not fut.done():
+                    return
+                if fut.cancelled() or fut.exception() is not None:
+                    # Not durable, so never acknowledged: the miner must not count it.
+                    waiting.clear()
+                    self.drop("share could not be recorded")
+                    return
+            waiting.popleft()
+            for d in datas:
+                self.send(d)
+
     def drop(self, reason: str) -> None:
         if self.closing:
             return
@@ -222,10 +257,11 @@ class StratumServer:
             job, verdict = outcome.block
             # Before the ack: a block must reach the node as early as possible.
             self.on_block(job, verdict, conn.session)
-        if outcome.share is not None:
-            self.on_share(outcome.share)
-        for data in outcome.out:
-            conn.send(data)
+        fut = self.on_share(outcome.share) if outcome.share is not None else None
+        if fut is not None and not fut.done():
+            conn.defer(fut, outcome.out)
+        else:
+            conn.send_ordered(outcome.out)
         if outcome.share is not None or outcome.bad:
             self.judge(conn, outcome.bad)
         if outcome.close:

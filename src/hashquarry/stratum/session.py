@@ -38,6 +38,7 @@ class PoolContext:
     version_mask: int
     extranonce2_size: int
     authorizer: Authorizer | None = None
+    coin: str = "bitcoin"
 
 
 @dataclass(slots=True)
@@ -258,6 +259,9 @@ class Session:
             remote=self.remote,
             session_id=self.session_id,
             actual_difficulty=verdict.actual_difficulty,
+            block_reward=job.template.coinbase_value if job else 0,
+            tx_fees=job.template.fees if job else 0,
+            coin=self.ctx.coin,
         )
         if verdict.accepted:
             out = Outcome([_reply(msg_id, True)], share=event)

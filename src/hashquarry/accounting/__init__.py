@@ -1,0 +1,1 @@
+"""Accounting: pool statistics, rounds and the payout-scheme math (pure, integer satoshis)."""
