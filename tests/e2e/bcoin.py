@@ -42,8 +42,14 @@ def ensure_bcoin() -> Path:
         raise BcoinUnavailable("node and npm are needed to install bcoin")
     base.mkdir(parents=True, exist_ok=True)
     (base / "package.json").write_text(json.dumps(PACKAGE_JSON))
-    proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=base,
-                          capture_output=True, text=True, check=False, timeout=600)
+    proc = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund"],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     if proc.returncode != 0 or not entry.is_file():
         raise BcoinUnavailable(f"npm install bcoin failed: {proc.stderr[-800:]}")
     return entry
@@ -69,11 +75,24 @@ class BcoinNode:
         env = dict(os.environ, HOME=str(home))
         log = open(self.dir / "bcoin.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            ["node", str(entry), "--network=regtest", f"--prefix={self.dir / 'data'}",
-             "--http-host=127.0.0.1", f"--http-port={self.rpc_port}", f"--port={self.p2p_port}",
-             f"--api-key={self.api_key}", "--workers=false", "--listen=false",
-             "--no-wallet", "--log-level=warning"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                "node",
+                str(entry),
+                "--network=regtest",
+                f"--prefix={self.dir / 'data'}",
+                "--http-host=127.0.0.1",
+                f"--http-port={self.rpc_port}",
+                f"--port={self.p2p_port}",
+                f"--api-key={self.api_key}",
+                "--workers=false",
+                "--listen=false",
+                "--no-wallet",
+                "--log-level=warning",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-
-import tempfile
-from pathlib import Path
 
 from hashquarry.chain.regtest import RegtestNode
 from hashquarry.config import Settings, load_settings
@@ -33,7 +32,9 @@ def difficulty1() -> Iterator[RegtestNode]:
 
 
 def pool_settings(
-    node: RegtestNode, data_dir: Path | None = None, accounting: dict[str, Any] | None = None,
+    node: RegtestNode,
+    data_dir: Path | None = None,
+    accounting: dict[str, Any] | None = None,
     **stratum: Any,
 ) -> Settings:
     address = node.call("getnewaddress")
@@ -44,8 +45,14 @@ def pool_settings(
     st.update(stratum)
     return load_settings(
         None,
-        node={"url": node.rpc_url, "user": node.user, "password": node.password,
-              "zmq_hashblock": node.zmq_url, "poll_interval": 0.5, "rpc_retries": 1},
+        node={
+            "url": node.rpc_url,
+            "user": node.user,
+            "password": node.password,
+            "zmq_hashblock": node.zmq_url,
+            "poll_interval": 0.5,
+            "rpc_retries": 1,
+        },
         pool={"address": address, "network": node.network},
         stratum=st,
         data_dir=data_dir or Path(tempfile.mkdtemp(prefix="hashquarry-test-")),

@@ -20,36 +20,54 @@ class Share:
     hash_value: int
 
 
-def find_share(job: Job, target: int, *, extranonce2: int = 0, meet: bool = True,
-               version: int | None = None) -> Share:
+def find_share(
+    job: Job, target: int, *, extranonce2: int = 0, meet: bool = True, version: int | None = None
+) -> Share:
     """A share for `job` whose hash meets (or, with meet=False, misses) `target`."""
     en2 = extranonce2.to_bytes(job.extranonce2_size, "big")
     merkle = merkle_root_for(job, build_coinbase(job, job.extranonce1, en2))
-    prefix = header_prefix(job, merkle, job.ntime_int, job.version_int if version is None
-                           else version)
+    prefix = header_prefix(
+        job, merkle, job.ntime_int, job.version_int if version is None else version
+    )
     start = 0
     while True:
         if meet:
             found = scan(prefix, start, 50_000, target)
             if found:
                 nonce, digest = found[0]
-                return Share(job.job_id, en2.hex(), job.ntime, f"{nonce:08x}",
-                             int.from_bytes(digest, "little"))
+                return Share(
+                    job.job_id,
+                    en2.hex(),
+                    job.ntime,
+                    f"{nonce:08x}",
+                    int.from_bytes(digest, "little"),
+                )
         else:
             from hashquarry.chain.hashing import sha256d
 
             digest = sha256d(prefix + start.to_bytes(4, "little"))
             if int.from_bytes(digest, "little") > target:
-                return Share(job.job_id, en2.hex(), job.ntime, f"{start:08x}",
-                             int.from_bytes(digest, "little"))
+                return Share(
+                    job.job_id,
+                    en2.hex(),
+                    job.ntime,
+                    f"{start:08x}",
+                    int.from_bytes(digest, "little"),
+                )
             start += 1
             continue
         start += 50_000
 
 
-async def connect(port: int, user: str = "alice.test", password: str = "x", *,
-                  host: str = "127.0.0.1", extranonce: bool = False,
-                  version_mask: int | None = None) -> StratumClient:
+async def connect(
+    port: int,
+    user: str = "alice.test",
+    password: str = "x",
+    *,
+    host: str = "127.0.0.1",
+    extranonce: bool = False,
+    version_mask: int | None = None,
+) -> StratumClient:
     client = StratumClient(name=user)
     await client.connect(host, port)
     if version_mask is not None:

@@ -45,8 +45,11 @@ async def test_garbage_oversize_and_flood_are_banned_while_others_mine(
     pool = d1_pool
     port = pool.ports[0]
     stop = asyncio.Event()
-    honest = asyncio.create_task(run_miner(
-        MinerOptions(url=f"stratum+tcp://127.0.0.1:{port}", users=["grace.honest"]), stop=stop))
+    honest = asyncio.create_task(
+        run_miner(
+            MinerOptions(url=f"stratum+tcp://127.0.0.1:{port}", users=["grace.honest"]), stop=stop
+        )
+    )
     try:
         await wait_for(lambda: pool.stats.accepted >= 2, 60, "the honest miner's first shares")
 

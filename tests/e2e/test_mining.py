@@ -25,8 +25,11 @@ async def _mine_until(pool: Pool, opts: MinerOptions, blocks: int, timeout: floa
     stop = asyncio.Event()
     task = asyncio.create_task(run_miner(opts, stop=stop))
     try:
-        await wait_for(lambda: pool.stats.blocks_accepted >= blocks or task.done(), timeout,
-                       f"{blocks} accepted blocks")
+        await wait_for(
+            lambda: pool.stats.blocks_accepted >= blocks or task.done(),
+            timeout,
+            f"{blocks} accepted blocks",
+        )
     finally:
         stop.set()
     return await asyncio.wait_for(task, 30)
@@ -36,10 +39,14 @@ async def test_pool_finds_blocks_the_node_accepts(regtest: RegtestNode, regtest_
     pool = regtest_pool
     start_height = regtest.call("getblockcount")
     url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
-    result = await _mine_until(pool, MinerOptions(url=url, users=["alice.rig1", "bob.rig1"]),
-                               blocks=3, timeout=120)
-    await wait_for(lambda: all(b.result is not None for b in pool.stats.blocks), 20,
-                   "block submissions to finish")
+    result = await _mine_until(
+        pool, MinerOptions(url=url, users=["alice.rig1", "bob.rig1"]), blocks=3, timeout=120
+    )
+    await wait_for(
+        lambda: all(b.result is not None for b in pool.stats.blocks),
+        20,
+        "block submissions to finish",
+    )
     accepted = [b for b in pool.stats.blocks if b.accepted]
     assert len(accepted) >= 3, pool.stats.blocks
     assert result["shares_accepted"] > 0
@@ -67,8 +74,10 @@ async def test_version_rolling_blocks_are_valid(regtest: RegtestNode, regtest_po
     url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
     already = pool.stats.blocks_accepted
     result = await _mine_until(
-        pool, MinerOptions(url=url, users=["carol.roller"], version_rolling=True),
-        blocks=already + 2, timeout=120,
+        pool,
+        MinerOptions(url=url, users=["carol.roller"], version_rolling=True),
+        blocks=already + 2,
+        timeout=120,
     )
     assert result["shares_accepted"] > 0
     rolled = 0
@@ -91,26 +100,47 @@ def test_miner_cli_prints_json(regtest: RegtestNode) -> None:
     settings = pool_settings(regtest)
     env = dict(os.environ)
     port = _free_port()
-    env.update({
-        "HASHQUARRY_NODE__URL": settings.node.url,
-        "HASHQUARRY_NODE__USER": settings.node.user,
-        "HASHQUARRY_NODE__PASSWORD": settings.node.password,
-        "HASHQUARRY_NODE__ZMQ_HASHBLOCK": settings.node.zmq_hashblock or "",
-        "HASHQUARRY_POOL__ADDRESS": settings.pool.address,
-        "HASHQUARRY_POOL__NETWORK": "regtest",
-        "HASHQUARRY_STRATUM__PORTS": json.dumps([{"port": port, "difficulty": 0.0002}]),
-        "HASHQUARRY_DATA_DIR": str(settings.data_dir),
-    })
-    subprocess.run([sys.executable, "-m", "hashquarry", "db", "upgrade"], env=env, check=True,
-                   capture_output=True, timeout=60)
-    server = subprocess.Popen([sys.executable, "-m", "hashquarry", "serve"], env=env,
-                              stderr=subprocess.PIPE, text=True)
+    env.update(
+        {
+            "HASHQUARRY_NODE__URL": settings.node.url,
+            "HASHQUARRY_NODE__USER": settings.node.user,
+            "HASHQUARRY_NODE__PASSWORD": settings.node.password,
+            "HASHQUARRY_NODE__ZMQ_HASHBLOCK": settings.node.zmq_hashblock or "",
+            "HASHQUARRY_POOL__ADDRESS": settings.pool.address,
+            "HASHQUARRY_POOL__NETWORK": "regtest",
+            "HASHQUARRY_STRATUM__PORTS": json.dumps([{"port": port, "difficulty": 0.0002}]),
+            "HASHQUARRY_DATA_DIR": str(settings.data_dir),
+        }
+    )
+    subprocess.run(
+        [sys.executable, "-m", "hashquarry", "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hashquarry", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         _wait_port(port)
         out = subprocess.run(
-            [sys.executable, "-m", "hashquarry", "miner", "--url",
-             f"stratum+tcp://127.0.0.1:{port}", "--user", "dave.cli", "--seconds", "6"],
-            capture_output=True, text=True, timeout=60, check=True,
+            [
+                sys.executable,
+                "-m",
+                "hashquarry",
+                "miner",
+                "--url",
+                f"stratum+tcp://127.0.0.1:{port}",
+                "--user",
+                "dave.cli",
+                "--seconds",
+                "6",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         report = json.loads(out.stdout.strip().splitlines()[-1])
         for key in ("shares_submitted", "shares_accepted", "shares_rejected", "hashrate"):

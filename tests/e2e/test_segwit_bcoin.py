@@ -19,7 +19,6 @@ from hashquarry.chain.encoding import varint
 from hashquarry.chain.hashing import sha256d
 from hashquarry.config import load_settings
 from hashquarry.miner.runner import MinerOptions, run_miner
-from hashquarry.pool import Pool
 
 from .bcoin import BcoinNode, BcoinUnavailable
 from .conftest import start_pool, stop_pool
@@ -59,7 +58,9 @@ def _spend_true(prev_txid: str, vout: int, value: int, fee: int = 20_000) -> tup
     return raw.hex(), txid
 
 
-async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode, tmp_path: Path) -> None:
+async def test_segwit_block_with_witness_tx_accepted_by_bcoin(
+    bcoin: BcoinNode, tmp_path: Path
+) -> None:
     address = script_to_address(P2WSH_TRUE, "bcoin-regtest")
     bcoin.call("generatetoaddress", 450, address)
     info = bcoin.call("getblockchaininfo")
@@ -73,11 +74,12 @@ async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode, 
 
     settings = load_settings(
         None,
-        node={"url": bcoin.rpc_url, "user": "x", "password": bcoin.api_key,
-              "poll_interval": 0.5},
+        node={"url": bcoin.rpc_url, "user": "x", "password": bcoin.api_key, "poll_interval": 0.5},
         pool={"address": address, "network": "bcoin-regtest"},
-        stratum={"ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
-                 "vardiff": {"target_interval": 1.0, "retarget_window": 5.0}},
+        stratum={
+            "ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
+            "vardiff": {"target_interval": 1.0, "retarget_window": 5.0},
+        },
         data_dir=tmp_path,
     )
     pool = await start_pool(settings)
@@ -88,8 +90,12 @@ async def test_segwit_block_with_witness_tx_accepted_by_bcoin(bcoin: BcoinNode, 
         assert [t.txid[::-1].hex() for t in template.transactions] == [txid]
 
         stop = asyncio.Event()
-        task = asyncio.create_task(run_miner(MinerOptions(
-            url=f"stratum+tcp://127.0.0.1:{pool.ports[0]}", users=["ivan.segwit"]), stop=stop))
+        task = asyncio.create_task(
+            run_miner(
+                MinerOptions(url=f"stratum+tcp://127.0.0.1:{pool.ports[0]}", users=["ivan.segwit"]),
+                stop=stop,
+            )
+        )
         try:
             await wait_for(lambda: pool.stats.blocks_accepted >= 1, 120, "a block on bcoin")
         finally:

@@ -29,8 +29,9 @@ async def test_share_for_a_job_before_a_new_block_is_stale(
         await asyncio.to_thread(regtest.mine, 1)
         new = await asyncio.wait_for(client.wait_job(old), 10)
         assert new.clean and new.prevhash != old.prevhash
-        res = await client.submit("alice.stale", share.job_id, share.extranonce2, share.ntime,
-                                  share.nonce)
+        res = await client.submit(
+            "alice.stale", share.job_id, share.extranonce2, share.ntime, share.nonce
+        )
         assert not res.accepted
         assert res.error_code == 21
         assert "stale" in (res.error_message or "")
@@ -46,23 +47,26 @@ async def test_duplicate_and_low_difficulty(difficulty1: RegtestNode, d1_pool: P
         job = client.job
         assert job is not None
         share = find_share(job, job.share_target)
-        first = await client.submit("bob.dup", share.job_id, share.extranonce2, share.ntime,
-                                    share.nonce)
+        first = await client.submit(
+            "bob.dup", share.job_id, share.extranonce2, share.ntime, share.nonce
+        )
         assert first.accepted, first
-        again = await client.submit("bob.dup", share.job_id, share.extranonce2, share.ntime,
-                                    share.nonce)
+        again = await client.submit(
+            "bob.dup", share.job_id, share.extranonce2, share.ntime, share.nonce
+        )
         assert (again.accepted, again.error_code) == (False, 22)
 
         high = find_share(job, job.share_target, extranonce2=1, meet=False)
-        low = await client.submit("bob.dup", high.job_id, high.extranonce2, high.ntime,
-                                  high.nonce)
+        low = await client.submit("bob.dup", high.job_id, high.extranonce2, high.ntime, high.nonce)
         assert (low.accepted, low.error_code) == (False, 23)
 
-        unknown = await client.submit("bob.dup", "ffffff", share.extranonce2, share.ntime,
-                                      share.nonce)
+        unknown = await client.submit(
+            "bob.dup", "ffffff", share.extranonce2, share.ntime, share.nonce
+        )
         assert (unknown.accepted, unknown.error_code) == (False, 21)
-        stranger = await client.submit("mallory.x", share.job_id, share.extranonce2,
-                                       share.ntime, share.nonce)
+        stranger = await client.submit(
+            "mallory.x", share.job_id, share.extranonce2, share.ntime, share.nonce
+        )
         assert (stranger.accepted, stranger.error_code) == (False, 24)
     finally:
         await client.close()
@@ -76,8 +80,9 @@ async def test_fixed_difficulty_from_password(difficulty1: RegtestNode, d1_pool:
         assert client.job is not None
         assert client.job.difficulty == pytest.approx(0.0004)
         share = find_share(client.job, difficulty_to_target(0.0004))
-        res = await client.submit("bob.fixed", share.job_id, share.extranonce2, share.ntime,
-                                  share.nonce)
+        res = await client.submit(
+            "bob.fixed", share.job_id, share.extranonce2, share.ntime, share.nonce
+        )
         assert res.accepted
     finally:
         await client.close()
@@ -99,8 +104,9 @@ async def test_extranonce_subscriber_gets_set_extranonce_and_keeps_mining(
         after_rotation = pool.stats.accepted
         # Shares with the new extranonce1 are accepted: the old one would not validate on
         # jobs issued after the change, so accepted shares prove the miner followed it.
-        await wait_for(lambda: pool.stats.accepted >= after_rotation + 3, 60,
-                       "shares after the change")
+        await wait_for(
+            lambda: pool.stats.accepted >= after_rotation + 3, 60, "shares after the change"
+        )
         assert sessions[0].extranonce1 != before
         issued = sessions[0].issued[pool.jobs.current.job_id]  # type: ignore[union-attr]
         assert issued[1] == sessions[0].extranonce1

@@ -675,3 +675,45 @@ def test_share_header_uses_job_merkle_and_extranonce(kit: Kit) -> None:
     )
     assert out.share is not None and out.share.accepted
     assert out.block is None
+
+
+def test_share_credited_at_the_difficulty_its_job_was_issued_with(kit: Kit) -> None:
+    ctx = kit.ctx(rules=VardiffRules(min_difficulty=1e-9))
+    s, _ = kit.session(ctx, start_difficulty=1e-8)
+    job1 = ctx.jobs.current
+    assert job1 is not None
+    s.handle_line(kit.request(5, "mining.suggest_difficulty", [4e-8]), kit.NOW)
+    job2 = ctx.jobs.new_template(kit.template(tx_seed=7), kit.NOW + 1)
+    s.on_job(job2, kit.NOW + 1)
+    assert s.difficulty == 4e-8
+
+    old, _, _ = submit_valid(kit, s, job1, en2=1, target=difficulty_to_target(1e-8))
+    assert old.share is not None and old.share.accepted and old.share.difficulty == 1e-8
+    new, _, _ = submit_valid(kit, s, job2, en2=2, target=difficulty_to_target(4e-8))
+    assert new.share is not None and new.share.accepted and new.share.difficulty == 4e-8
+    # Work for the new job is judged at the new difficulty: an old-difficulty hash fails.
+    e2 = kit.extranonce2(3)
+    t_old, t_new = difficulty_to_target(1e-8), difficulty_to_target(4e-8)
+    nonce = next(
+        n
+        for n in range(1_000_000)
+        if t_new
+        < int.from_bytes(
+            sha256d(
+                serialize_header(
+                    job2.template.version,
+                    job2.template.prev_hash,
+                    merkle_root_from_branch(
+                        sha256d(job2.coinbase.assemble(s.extranonce1 + e2)), job2.template.branch
+                    ),
+                    kit.CURTIME,
+                    job2.template.bits,
+                    n,
+                )
+            ),
+            "little",
+        )
+        <= t_old
+    )
+    line = kit.submit_line(30, "alice.rig1", job2.job_id, e2, kit.CURTIME, nonce)
+    assert_error(s.handle_line(line, kit.NOW + 2), kit, ErrorCode.LOW_DIFFICULTY)

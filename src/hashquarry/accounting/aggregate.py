@@ -176,8 +176,13 @@ class Aggregator:
     def _round_delta(self) -> RoundState:
         r = self.batch.rounds.get(self.round.id)
         if r is None:
-            r = RoundState(self.round.id, self.coin, self.round.started_at, self.round.start_seq,
-                           network_difficulty=self.round.network_difficulty)
+            r = RoundState(
+                self.round.id,
+                self.coin,
+                self.round.started_at,
+                self.round.start_seq,
+                network_difficulty=self.round.network_difficulty,
+            )
             self.batch.rounds[r.id] = r
         return r
 
@@ -262,17 +267,21 @@ class Aggregator:
             return
         subsidy = ev.block_reward - ev.tx_fees
         if mode == "pps":
-            value = pps_share_value_nano(ev.difficulty, ev.network_difficulty, subsidy,
-                                         self.fee_bps)
+            value = pps_share_value_nano(
+                ev.difficulty, ev.network_difficulty, subsidy, self.fee_bps
+            )
             gross = pps_share_value_nano(ev.difficulty, ev.network_difficulty, subsidy, 0)
             tx_part = 0
         else:
-            value = fpps_share_value_nano(ev.difficulty, ev.network_difficulty, subsidy,
-                                          ev.tx_fees, self.fee_bps)
-            gross = fpps_share_value_nano(ev.difficulty, ev.network_difficulty, subsidy,
-                                          ev.tx_fees, 0)
-            tx_part = value - pps_share_value_nano(ev.difficulty, ev.network_difficulty,
-                                                   subsidy, self.fee_bps)
+            value = fpps_share_value_nano(
+                ev.difficulty, ev.network_difficulty, subsidy, ev.tx_fees, self.fee_bps
+            )
+            gross = fpps_share_value_nano(
+                ev.difficulty, ev.network_difficulty, subsidy, ev.tx_fees, 0
+            )
+            tx_part = value - pps_share_value_nano(
+                ev.difficulty, ev.network_difficulty, subsidy, self.fee_bps
+            )
         key = (self.coin, ev.account, utc_day(ev.time))
         p = self.batch.pps.get(key)
         if p is None:

@@ -53,8 +53,9 @@ def next_state(
 
 
 class BlockTracker:
-    def __init__(self, engine: AsyncEngine, rpc: NodeRpc | None, *, coin: str,
-                 maturity: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, rpc: NodeRpc | None, *, coin: str, maturity: int
+    ) -> None:
         self.engine = engine
         self.rpc = rpc
         self.coin = coin
@@ -75,9 +76,11 @@ class BlockTracker:
     async def submitted(self, block_hash: str, result: str) -> bool:
         """Record the node's answer; False if the block is not in the store yet."""
         async with self.engine.begin() as conn:
-            res = await conn.execute(update(m.blocks).where(
-                m.blocks.c.coin == self.coin, m.blocks.c.hash == block_hash
-            ).values(submit_result=result[:128], updated_at=time.time()))
+            res = await conn.execute(
+                update(m.blocks)
+                .where(m.blocks.c.coin == self.coin, m.blocks.c.hash == block_hash)
+                .values(submit_result=result[:128], updated_at=time.time())
+            )
         if not res.rowcount:
             return False
         await self.update(only=block_hash)
@@ -86,9 +89,14 @@ class BlockTracker:
     async def update(self, only: str | None = None) -> int:
         """Bring open blocks up to date; returns how many changed."""
         now = time.time()
-        q = select(m.blocks.c.id, m.blocks.c.hash, m.blocks.c.status, m.blocks.c.found_at,
-                   m.blocks.c.submit_result, m.blocks.c.confirmations_left).where(
-            m.blocks.c.coin == self.coin, m.blocks.c.status.in_(OPEN_STATES))
+        q = select(
+            m.blocks.c.id,
+            m.blocks.c.hash,
+            m.blocks.c.status,
+            m.blocks.c.found_at,
+            m.blocks.c.submit_result,
+            m.blocks.c.confirmations_left,
+        ).where(m.blocks.c.coin == self.coin, m.blocks.c.status.in_(OPEN_STATES))
         if only is not None:
             q = q.where(m.blocks.c.hash == only)
         async with self.engine.connect() as conn:
@@ -98,14 +106,20 @@ class BlockTracker:
             view = await self._view(block_hash)
             if view is None:
                 return changed
-            new, new_left = next_state(status, view, self.maturity, now - found_at,
-                                       submit_result)
+            new, new_left = next_state(status, view, self.maturity, now - found_at, submit_result)
             if (new, new_left) == (status, left):
                 continue
             async with self.engine.begin() as conn:
-                await conn.execute(update(m.blocks).where(m.blocks.c.id == block_id).values(
-                    status=new, confirmations_left=new_left,
-                    confirmations=max(view.confirmations, 0), updated_at=now))
+                await conn.execute(
+                    update(m.blocks)
+                    .where(m.blocks.c.id == block_id)
+                    .values(
+                        status=new,
+                        confirmations_left=new_left,
+                        confirmations=max(view.confirmations, 0),
+                        updated_at=now,
+                    )
+                )
                 if new == "confirmed":
                     await mature_block(conn, self.coin, block_id, now)
                 elif new in ("orphan", "stale"):

@@ -36,11 +36,13 @@ FETCH = 50_000
 
 async def mode_resolver(conn: AsyncConnection, coin: str, default: str) -> Any:
     """(account, time) -> scheme, from the settle-mode history."""
-    rows = (await conn.execute(
-        select(m.settle_modes.c.account, m.settle_modes.c.mode, m.settle_modes.c.activate_at)
-        .where(m.settle_modes.c.coin == coin)
-        .order_by(m.settle_modes.c.activate_at, m.settle_modes.c.id)
-    )).all()
+    rows = (
+        await conn.execute(
+            select(m.settle_modes.c.account, m.settle_modes.c.mode, m.settle_modes.c.activate_at)
+            .where(m.settle_modes.c.coin == coin)
+            .order_by(m.settle_modes.c.activate_at, m.settle_modes.c.id)
+        )
+    ).all()
     history: dict[str, list[tuple[float, str]]] = {}
     for account, mode, at in rows:
         history.setdefault(account, []).append((at, mode))
@@ -62,11 +64,14 @@ async def _window_newest_first(conn: AsyncConnection, coin: str, upto_seq: int, 
     covered = 0
     last = upto_seq + 1
     while covered < window:
-        rows = (await conn.execute(
-            select(m.shares.c.seq, m.shares.c.account, m.shares.c.difficulty)
-            .where(m.shares.c.coin == coin, m.shares.c.seq < last)
-            .order_by(m.shares.c.seq.desc()).limit(FETCH)
-        )).all()
+        rows = (
+            await conn.execute(
+                select(m.shares.c.seq, m.shares.c.account, m.shares.c.difficulty)
+                .where(m.shares.c.coin == coin, m.shares.c.seq < last)
+                .order_by(m.shares.c.seq.desc())
+                .limit(FETCH)
+            )
+        ).all()
         if not rows:
             return
         for seq, account, difficulty in rows:
@@ -88,10 +93,13 @@ async def block_credits(
     if scheme == "solo":
         return solo_credits(b.account, b.income, fee_bps)
     if scheme == "prop":
-        rows = (await conn.execute(
-            select(m.round_accounts.c.account, m.round_accounts.c.accepted_diff)
-            .where(m.round_accounts.c.round_id == b.round_id)
-        )).all()
+        rows = (
+            await conn.execute(
+                select(m.round_accounts.c.account, m.round_accounts.c.accepted_diff).where(
+                    m.round_accounts.c.round_id == b.round_id
+                )
+            )
+        ).all()
         weights = {a: share_weight(d) for a, d in rows if d > 0}
         if not weights:
             return solo_credits(b.account, b.income, fee_bps)
@@ -104,7 +112,12 @@ async def block_credits(
 
 
 async def credit_block(
-    conn: AsyncConnection, b: FoundBlock, *, scheme: str, fee_bps: int, pplns_n: float,
+    conn: AsyncConnection,
+    b: FoundBlock,
+    *,
+    scheme: str,
+    fee_bps: int,
+    pplns_n: float,
     now: float,
 ) -> None:
     """Immature credits for a block just found (PPS/FPPS pools keep the block)."""
@@ -116,31 +129,71 @@ async def credit_block(
         entries, fee, retained = {}, 0, b.income
     ref = f"block:{b.coin}:{b.id}:credit"
     day = utc_day(b.found_at)
-    rows = [_entry(b.coin, a, "revenue", "immature", amt, b.id, ref, now, day)
-            for a, amt in sorted(entries.items()) if amt]
+    rows = [
+        _entry(b.coin, a, "revenue", "immature", amt, b.id, ref, now, day)
+        for a, amt in sorted(entries.items())
+        if amt
+    ]
     pool_amount = fee + retained
     if pool_amount:
         # The pool's part: a row per kind would break the ref's uniqueness per bucket.
-        rows.append(_entry(b.coin, POOL_ACCOUNT, "fee", "immature", pool_amount, b.id, ref, now,
-                           day, {"fee": fee, "retained": retained}))
+        rows.append(
+            _entry(
+                b.coin,
+                POOL_ACCOUNT,
+                "fee",
+                "immature",
+                pool_amount,
+                b.id,
+                ref,
+                now,
+                day,
+                {"fee": fee, "retained": retained},
+            )
+        )
     if rows:
         await conn.execute(m.ledger.insert(), rows)
 
 
-def _entry(coin: str, account: str, kind: str, bucket: str, amount: int, block_id: int | None,
-           ref: str, now: float, day: str | None, extra: dict[str, Any] | None = None
-           ) -> dict[str, Any]:
-    return {"coin": coin, "account": account, "kind": kind, "bucket": bucket, "amount": amount,
-            "block_id": block_id, "ref": ref, "created_at": now, "mining_date": day,
-            "extra": extra}
+def _entry(
+    coin: str,
+    account: str,
+    kind: str,
+    bucket: str,
+    amount: int,
+    block_id: int | None,
+    ref: str,
+    now: float,
+    day: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "coin": coin,
+        "account": account,
+        "kind": kind,
+        "bucket": bucket,
+        "amount": amount,
+        "block_id": block_id,
+        "ref": ref,
+        "created_at": now,
+        "mining_date": day,
+        "extra": extra,
+    }
 
 
 async def _immature_of(conn: AsyncConnection, coin: str, block_id: int) -> list[Any]:
-    return list((await conn.execute(
-        select(m.ledger.c.account, m.ledger.c.kind, m.ledger.c.amount, m.ledger.c.mining_date)
-        .where(m.ledger.c.ref == f"block:{coin}:{block_id}:credit",
-               m.ledger.c.bucket == "immature")
-    )).all())
+    return list(
+        (
+            await conn.execute(
+                select(
+                    m.ledger.c.account, m.ledger.c.kind, m.ledger.c.amount, m.ledger.c.mining_date
+                ).where(
+                    m.ledger.c.ref == f"block:{coin}:{block_id}:credit",
+                    m.ledger.c.bucket == "immature",
+                )
+            )
+        ).all()
+    )
 
 
 async def mature_block(conn: AsyncConnection, coin: str, block_id: int, now: float) -> None:
@@ -159,25 +212,37 @@ async def reverse_block(conn: AsyncConnection, coin: str, block_id: int, now: fl
     ref = f"block:{coin}:{block_id}:reverse"
     if await conn.scalar(select(func.count()).where(m.ledger.c.ref == ref)):
         return
-    rows = [_entry(coin, account, kind, "immature", -amount, block_id, ref, now, day)
-            for account, kind, amount, day in await _immature_of(conn, coin, block_id)]
+    rows = [
+        _entry(coin, account, kind, "immature", -amount, block_id, ref, now, day)
+        for account, kind, amount, day in await _immature_of(conn, coin, block_id)
+    ]
     if rows:
         await conn.execute(m.ledger.insert(), rows)
 
 
-async def settle_pps(conn: AsyncConnection, coin: str, before_day: str, fee_bps: int,
-                     now: float) -> int:
+async def settle_pps(
+    conn: AsyncConnection, coin: str, before_day: str, fee_bps: int, now: float
+) -> int:
     """Settle every unsettled PPS/FPPS day before `before_day` into revenue entries.
 
     Sub-satoshi remainders carry into the next day, so nothing is lost or created.
     Returns the number of revenue entries written.
     """
-    rows = (await conn.execute(
-        select(m.pps_accruals).where(m.pps_accruals.c.coin == coin,
-                                     m.pps_accruals.c.settled.is_(False),
-                                     m.pps_accruals.c.day < before_day)
-        .order_by(m.pps_accruals.c.account, m.pps_accruals.c.day)
-    )).mappings().all()
+    rows = (
+        (
+            await conn.execute(
+                select(m.pps_accruals)
+                .where(
+                    m.pps_accruals.c.coin == coin,
+                    m.pps_accruals.c.settled.is_(False),
+                    m.pps_accruals.c.day < before_day,
+                )
+                .order_by(m.pps_accruals.c.account, m.pps_accruals.c.day)
+            )
+        )
+        .mappings()
+        .all()
+    )
     settle_date = utc_day(now)
     written = 0
     for r in rows:
@@ -186,27 +251,64 @@ async def settle_pps(conn: AsyncConnection, coin: str, before_day: str, fee_bps:
         if paid:
             gross = r["nano"] + r["fee_nano"]
             extra = {
-                "mining_date": r["day"], "settle_date": settle_date,
-                "pps": paid, "pps_fee_rate": fee_bps / 10_000,
+                "mining_date": r["day"],
+                "settle_date": settle_date,
+                "pps": paid,
+                "pps_fee_rate": fee_bps / 10_000,
                 "tx_fee": r["tx_fee_nano"] // 1_000_000_000,
                 "tx_fee_rate": (r["tx_fee_nano"] / gross) if gross else 0.0,
                 "hash_rate": r["accepted_diff"] * 2**32 / 86_400,
             }
-            await conn.execute(m.ledger.insert(), [_entry(
-                coin, r["account"], "revenue", "balance", paid, None,
-                f"pps:{coin}:{r['day']}", now, r["day"], extra)])
+            await conn.execute(
+                m.ledger.insert(),
+                [
+                    _entry(
+                        coin,
+                        r["account"],
+                        "revenue",
+                        "balance",
+                        paid,
+                        None,
+                        f"pps:{coin}:{r['day']}",
+                        now,
+                        r["day"],
+                        extra,
+                    )
+                ],
+            )
             written += 1
         await conn.execute(
-            update(m.pps_accruals).where(and_(
-                m.pps_accruals.c.coin == coin, m.pps_accruals.c.account == r["account"],
-                m.pps_accruals.c.day == r["day"])).values(settled=True))
+            update(m.pps_accruals)
+            .where(
+                and_(
+                    m.pps_accruals.c.coin == coin,
+                    m.pps_accruals.c.account == r["account"],
+                    m.pps_accruals.c.day == r["day"],
+                )
+            )
+            .values(settled=True)
+        )
         if remainder:
             from hashquarry.accounting.writer import upsert
 
-            await upsert(conn, m.pps_accruals, [{
-                "coin": coin, "account": r["account"], "day": next_day, "nano": remainder,
-                "fee_nano": 0, "tx_fee_nano": 0, "accepted_diff": 0.0, "settled": False}],
-                ["coin", "account", "day"], add=["nano"])
+            await upsert(
+                conn,
+                m.pps_accruals,
+                [
+                    {
+                        "coin": coin,
+                        "account": r["account"],
+                        "day": next_day,
+                        "nano": remainder,
+                        "fee_nano": 0,
+                        "tx_fee_nano": 0,
+                        "accepted_diff": 0.0,
+                        "settled": False,
+                    }
+                ],
+                ["coin", "account", "day"],
+                add=["nano"],
+            )
     return written
 
 
@@ -225,28 +327,57 @@ async def balances(conn: AsyncConnection, coin: str, now: float) -> dict[str, Ba
     yesterday = utc_day(now - 86_400)
     c = m.ledger.c
     income_kinds = ("revenue", "dividend", "reward")
-    rows = (await conn.execute(
-        select(
-            c.account,
-            func.sum(case((c.bucket == "balance", c.amount), else_=0)),
-            func.sum(case((c.bucket == "immature", c.amount), else_=0)),
-            func.sum(case((c.kind == "payout", -c.amount), else_=0)),
-            func.sum(case((and_(c.bucket == "balance", c.kind.in_(income_kinds)), c.amount),
-                          else_=0)),
-            func.sum(case((and_(c.bucket == "balance", c.kind.in_(income_kinds),
-                                c.mining_date == yesterday), c.amount), else_=0)),
-        ).where(c.coin == coin).group_by(c.account)
-    )).all()
-    today_pps = dict((await conn.execute(
-        select(m.pps_accruals.c.account, func.sum(m.pps_accruals.c.nano))
-        .where(m.pps_accruals.c.coin == coin, m.pps_accruals.c.day == today,
-               m.pps_accruals.c.settled.is_(False))
-        .group_by(m.pps_accruals.c.account)
-    )).all())
+    rows = (
+        await conn.execute(
+            select(
+                c.account,
+                func.sum(case((c.bucket == "balance", c.amount), else_=0)),
+                func.sum(case((c.bucket == "immature", c.amount), else_=0)),
+                func.sum(case((c.kind == "payout", -c.amount), else_=0)),
+                func.sum(
+                    case((and_(c.bucket == "balance", c.kind.in_(income_kinds)), c.amount), else_=0)
+                ),
+                func.sum(
+                    case(
+                        (
+                            and_(
+                                c.bucket == "balance",
+                                c.kind.in_(income_kinds),
+                                c.mining_date == yesterday,
+                            ),
+                            c.amount,
+                        ),
+                        else_=0,
+                    )
+                ),
+            )
+            .where(c.coin == coin)
+            .group_by(c.account)
+        )
+    ).all()
+    today_pps = dict(
+        (
+            await conn.execute(
+                select(m.pps_accruals.c.account, func.sum(m.pps_accruals.c.nano))
+                .where(
+                    m.pps_accruals.c.coin == coin,
+                    m.pps_accruals.c.day == today,
+                    m.pps_accruals.c.settled.is_(False),
+                )
+                .group_by(m.pps_accruals.c.account)
+            )
+        ).all()
+    )
     out: dict[str, Balance] = {}
     for account, bal, imm, paid, total, yday in rows:
-        out[account] = Balance(int(bal or 0), int(imm or 0), int(paid or 0), int(total or 0),
-                               int(yday or 0), int(today_pps.pop(account, 0) or 0) // 10**9)
+        out[account] = Balance(
+            int(bal or 0),
+            int(imm or 0),
+            int(paid or 0),
+            int(total or 0),
+            int(yday or 0),
+            int(today_pps.pop(account, 0) or 0) // 10**9,
+        )
     for account, nano in today_pps.items():
         out[account] = Balance(0, 0, 0, 0, 0, int(nano or 0) // 10**9)
     return out

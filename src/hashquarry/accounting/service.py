@@ -40,15 +40,22 @@ log = logging.getLogger(__name__)
 
 class Accounting:
     def __init__(
-        self, engine: AsyncEngine, cfg: AccountingConfig, *, coin: str, log_dir: Path,
+        self,
+        engine: AsyncEngine,
+        cfg: AccountingConfig,
+        *,
+        coin: str,
+        log_dir: Path,
         rpc: NodeRpc | None = None,
     ) -> None:
         self.engine = engine
         self.cfg = cfg
         self.coin = coin
         self.share_log = ShareLog(
-            log_dir, commit_interval=cfg.commit_interval_ms / 1000,
-            segment_bytes=cfg.segment_bytes, retention_seconds=cfg.retention_days * 86400,
+            log_dir,
+            commit_interval=cfg.commit_interval_ms / 1000,
+            segment_bytes=cfg.segment_bytes,
+            retention_seconds=cfg.retention_days * 86400,
             on_commit=self._on_commit,
         )
         self.tracker = BlockTracker(engine, rpc, coin=coin, maturity=cfg.maturity) if rpc else None
@@ -69,8 +76,12 @@ class Accounting:
             next_block = (await conn.scalar(select(func.max(m.blocks.c.id))) or 0) + 1
             mode_of = await mode_resolver(conn, self.coin, self.cfg.scheme)
         self.agg = Aggregator(
-            self.coin, round_=round_, shift=shift, next_block_id=next_block,
-            mode_of=lambda _coin, account, t: mode_of(account, t), fee_bps=self.cfg.fee_bps,
+            self.coin,
+            round_=round_,
+            shift=shift,
+            next_block_id=next_block,
+            mode_of=lambda _coin, account, t: mode_of(account, t),
+            fee_bps=self.cfg.fee_bps,
             shift_span=self.cfg.shift_span,
         )
         self.agg.applied_seq = applied
@@ -93,27 +104,58 @@ class Accounting:
             self._tasks.append(asyncio.create_task(self._track_loop(), name="block-tracker"))
 
     async def _open_round(self, conn: Any, applied: int) -> RoundState:
-        row = (await conn.execute(
-            select(m.rounds).where(m.rounds.c.coin == self.coin, m.rounds.c.ended_at.is_(None))
-            .order_by(m.rounds.c.id.desc()).limit(1)
-        )).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    select(m.rounds)
+                    .where(m.rounds.c.coin == self.coin, m.rounds.c.ended_at.is_(None))
+                    .order_by(m.rounds.c.id.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             last_id = await conn.scalar(select(func.max(m.rounds.c.id))) or 0
             return RoundState(last_id + 1, self.coin, time.time(), applied + 1)
-        return RoundState(row["id"], self.coin, row["started_at"], row["start_seq"],
-                          row["accepted"], row["accepted_diff"], row["rejected"],
-                          row["rejected_diff"], row["network_difficulty"])
+        return RoundState(
+            row["id"],
+            self.coin,
+            row["started_at"],
+            row["start_seq"],
+            row["accepted"],
+            row["accepted_diff"],
+            row["rejected"],
+            row["rejected_diff"],
+            row["network_difficulty"],
+        )
 
     async def _open_shift(self, conn: Any) -> ShiftState:
-        row = (await conn.execute(
-            select(m.shifts).where(m.shifts.c.coin == self.coin, m.shifts.c.completed.is_(False))
-            .order_by(m.shifts.c.id.desc()).limit(1)
-        )).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    select(m.shifts)
+                    .where(m.shifts.c.coin == self.coin, m.shifts.c.completed.is_(False))
+                    .order_by(m.shifts.c.id.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             last_id = await conn.scalar(select(func.max(m.shifts.c.id))) or 0
             return ShiftState(last_id + 1, self.coin, time.time(), self.cfg.shift_span)
-        return ShiftState(row["id"], self.coin, row["started_at"], row["span"], row["accepted"],
-                          row["accepted_diff"], row["rejected"])
+        return ShiftState(
+            row["id"],
+            self.coin,
+            row["started_at"],
+            row["span"],
+            row["accepted"],
+            row["accepted_diff"],
+            row["rejected"],
+        )
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -147,8 +189,11 @@ class Accounting:
             try:
                 async with self.engine.begin() as conn:
                     await write_batch(
-                        conn, batch, scheme_for_block=self._scheme_for_block,
-                        fee_bps=self.cfg.fee_bps, pplns_n=self.cfg.pplns_n,
+                        conn,
+                        batch,
+                        scheme_for_block=self._scheme_for_block,
+                        fee_bps=self.cfg.fee_bps,
+                        pplns_n=self.cfg.pplns_n,
                         maturity=self.cfg.maturity,
                     )
             except Exception:
@@ -205,8 +250,9 @@ class Accounting:
     async def _prune_shares(self) -> None:
         horizon = time.time() - self.cfg.keep_shares_days * 86400
         async with self._lock, self.engine.begin() as conn:
-            await conn.execute(m.shares.delete().where(m.shares.c.coin == self.coin,
-                                                       m.shares.c.time < horizon))
+            await conn.execute(
+                m.shares.delete().where(m.shares.c.coin == self.coin, m.shares.c.time < horizon)
+            )
 
     async def settle_due(self, now: float | None = None) -> int:
         """Settle PPS/FPPS days that have ended (the day boundary is 00:00 UTC)."""

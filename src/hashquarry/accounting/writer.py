@@ -68,117 +68,246 @@ async def set_state(conn: AsyncConnection, key: str, value: int) -> None:
     await upsert(conn, m.state, [{"key": key, "value": value}], ["key"], replace=["value"])
 
 
-_MINUTE_ADD = ("accepted", "accepted_diff", "stale", "stale_diff", "invalid", "invalid_diff",
-               "delayed_diff")
+_MINUTE_ADD = (
+    "accepted",
+    "accepted_diff",
+    "stale",
+    "stale_diff",
+    "invalid",
+    "invalid_diff",
+    "delayed_diff",
+)
 
 
 async def write_batch(
-    conn: AsyncConnection, batch: FlushBatch, *, scheme_for_block: Any, fee_bps: int,
-    pplns_n: float, maturity: int,
+    conn: AsyncConnection,
+    batch: FlushBatch,
+    *,
+    scheme_for_block: Any,
+    fee_bps: int,
+    pplns_n: float,
+    maturity: int,
 ) -> None:
     now = time.time()
     await upsert(
-        conn, m.share_minutes,
-        [{"coin": k[0], "account": k[1], "worker": k[2], "minute": k[3], **_agg(a)}
-         for k, a in batch.minutes.items()],
-        ["coin", "account", "worker", "minute"], add=_MINUTE_ADD, least=["first_share"],
-        greatest=["last_share"], replace=["network_difficulty"],
+        conn,
+        m.share_minutes,
+        [
+            {"coin": k[0], "account": k[1], "worker": k[2], "minute": k[3], **_agg(a)}
+            for k, a in batch.minutes.items()
+        ],
+        ["coin", "account", "worker", "minute"],
+        add=_MINUTE_ADD,
+        least=["first_share"],
+        greatest=["last_share"],
+        replace=["network_difficulty"],
     )
     await upsert(
-        conn, m.account_minutes,
-        [{"coin": k[0], "account": k[1], "minute": k[2], **_agg(a)}
-         for k, a in batch.account_minutes.items()],
-        ["coin", "account", "minute"], add=_MINUTE_ADD, least=["first_share"],
-        greatest=["last_share"], replace=["network_difficulty"],
+        conn,
+        m.account_minutes,
+        [
+            {"coin": k[0], "account": k[1], "minute": k[2], **_agg(a)}
+            for k, a in batch.account_minutes.items()
+        ],
+        ["coin", "account", "minute"],
+        add=_MINUTE_ADD,
+        least=["first_share"],
+        greatest=["last_share"],
+        replace=["network_difficulty"],
     )
     await upsert(
-        conn, m.workers,
-        [{"coin": k[0], "account": k[1], "worker": k[2], "first_seen": w.first_seen,
-          "last_share": w.last_share, "last_host": w.last_host, "accepted": w.accepted,
-          "invalid": w.invalid} for k, w in batch.workers.items()],
-        ["coin", "account", "worker"], add=["accepted", "invalid"], least=["first_seen"],
-        greatest=["last_share"], replace=["last_host"],
+        conn,
+        m.workers,
+        [
+            {
+                "coin": k[0],
+                "account": k[1],
+                "worker": k[2],
+                "first_seen": w.first_seen,
+                "last_share": w.last_share,
+                "last_host": w.last_host,
+                "accepted": w.accepted,
+                "invalid": w.invalid,
+            }
+            for k, w in batch.workers.items()
+        ],
+        ["coin", "account", "worker"],
+        add=["accepted", "invalid"],
+        least=["first_seen"],
+        greatest=["last_share"],
+        replace=["last_host"],
     )
     if batch.shares:
         await conn.execute(
             insert(m.shares),
-            [{"seq": s[0], "coin": s[1], "time": s[2], "account": s[3], "worker": s[4],
-              "difficulty": s[5]} for s in batch.shares],
+            [
+                {
+                    "seq": s[0],
+                    "coin": s[1],
+                    "time": s[2],
+                    "account": s[3],
+                    "worker": s[4],
+                    "difficulty": s[5],
+                }
+                for s in batch.shares
+            ],
         )
     await _rounds(conn, batch.rounds.values())
     await _shifts(conn, batch.shifts.values())
     for block in batch.blocks:
         await _block(conn, block, scheme_for_block(block), fee_bps, pplns_n, maturity, now)
     await upsert(
-        conn, m.pps_accruals,
-        [{"coin": k[0], "account": k[1], "day": k[2], "nano": p.nano, "fee_nano": p.fee_nano,
-          "tx_fee_nano": p.tx_fee_nano, "accepted_diff": p.accepted_diff, "settled": False}
-         for k, p in batch.pps.items()],
-        ["coin", "account", "day"], add=["nano", "fee_nano", "tx_fee_nano", "accepted_diff"],
+        conn,
+        m.pps_accruals,
+        [
+            {
+                "coin": k[0],
+                "account": k[1],
+                "day": k[2],
+                "nano": p.nano,
+                "fee_nano": p.fee_nano,
+                "tx_fee_nano": p.tx_fee_nano,
+                "accepted_diff": p.accepted_diff,
+                "settled": False,
+            }
+            for k, p in batch.pps.items()
+        ],
+        ["coin", "account", "day"],
+        add=["nano", "fee_nano", "tx_fee_nano", "accepted_diff"],
     )
     await set_state(conn, APPLIED_SEQ, batch.last_seq)
 
 
 def _agg(a: Any) -> dict[str, Any]:
     return {
-        "accepted": a.accepted, "accepted_diff": a.accepted_diff, "stale": a.stale,
-        "stale_diff": a.stale_diff, "invalid": a.invalid, "invalid_diff": a.invalid_diff,
-        "delayed_diff": a.delayed_diff, "first_share": a.first_share,
-        "last_share": a.last_share, "network_difficulty": a.network_difficulty,
+        "accepted": a.accepted,
+        "accepted_diff": a.accepted_diff,
+        "stale": a.stale,
+        "stale_diff": a.stale_diff,
+        "invalid": a.invalid,
+        "invalid_diff": a.invalid_diff,
+        "delayed_diff": a.delayed_diff,
+        "first_share": a.first_share,
+        "last_share": a.last_share,
+        "network_difficulty": a.network_difficulty,
     }
 
 
 async def _rounds(conn: AsyncConnection, rounds: Iterable[RoundState]) -> None:
     for r in rounds:
         await upsert(
-            conn, m.rounds,
-            [{"id": r.id, "coin": r.coin, "started_at": r.started_at, "start_seq": r.start_seq,
-              "accepted": r.accepted, "accepted_diff": r.accepted_diff, "rejected": r.rejected,
-              "rejected_diff": r.rejected_diff, "network_difficulty": r.network_difficulty,
-              "ended_at": r.ended_at, "end_seq": r.end_seq, "block_id": r.block_id}],
-            ["id"], add=["accepted", "accepted_diff", "rejected", "rejected_diff"],
-            replace=["network_difficulty"] + (["ended_at", "end_seq", "block_id"]
-                                              if r.ended_at is not None else []),
+            conn,
+            m.rounds,
+            [
+                {
+                    "id": r.id,
+                    "coin": r.coin,
+                    "started_at": r.started_at,
+                    "start_seq": r.start_seq,
+                    "accepted": r.accepted,
+                    "accepted_diff": r.accepted_diff,
+                    "rejected": r.rejected,
+                    "rejected_diff": r.rejected_diff,
+                    "network_difficulty": r.network_difficulty,
+                    "ended_at": r.ended_at,
+                    "end_seq": r.end_seq,
+                    "block_id": r.block_id,
+                }
+            ],
+            ["id"],
+            add=["accepted", "accepted_diff", "rejected", "rejected_diff"],
+            replace=["network_difficulty"]
+            + (["ended_at", "end_seq", "block_id"] if r.ended_at is not None else []),
         )
         await upsert(
-            conn, m.round_accounts,
-            [{"round_id": r.id, "account": a, "accepted_diff": v[0], "accepted": v[1],
-              "rejected": v[2]} for a, v in r.accounts.items()],
-            ["round_id", "account"], add=["accepted_diff", "accepted", "rejected"],
+            conn,
+            m.round_accounts,
+            [
+                {
+                    "round_id": r.id,
+                    "account": a,
+                    "accepted_diff": v[0],
+                    "accepted": v[1],
+                    "rejected": v[2],
+                }
+                for a, v in r.accounts.items()
+            ],
+            ["round_id", "account"],
+            add=["accepted_diff", "accepted", "rejected"],
         )
 
 
 async def _shifts(conn: AsyncConnection, shifts: Iterable[ShiftState]) -> None:
     for s in shifts:
         await upsert(
-            conn, m.shifts,
-            [{"id": s.id, "coin": s.coin, "started_at": s.started_at, "span": s.span,
-              "accepted": s.accepted, "accepted_diff": s.accepted_diff, "rejected": s.rejected,
-              "score": s.accepted_diff, "ended_at": s.ended_at, "completed": s.completed}],
-            ["id"], add=["accepted", "accepted_diff", "rejected", "score"],
+            conn,
+            m.shifts,
+            [
+                {
+                    "id": s.id,
+                    "coin": s.coin,
+                    "started_at": s.started_at,
+                    "span": s.span,
+                    "accepted": s.accepted,
+                    "accepted_diff": s.accepted_diff,
+                    "rejected": s.rejected,
+                    "score": s.accepted_diff,
+                    "ended_at": s.ended_at,
+                    "completed": s.completed,
+                }
+            ],
+            ["id"],
+            add=["accepted", "accepted_diff", "rejected", "score"],
             replace=["ended_at", "completed"] if s.completed else [],
         )
         await upsert(
-            conn, m.shift_accounts,
-            [{"shift_id": s.id, "account": a, "score": v[0], "accepted": v[1],
-              "rejected": v[2]} for a, v in s.accounts.items()],
-            ["shift_id", "account"], add=["score", "accepted", "rejected"],
+            conn,
+            m.shift_accounts,
+            [
+                {"shift_id": s.id, "account": a, "score": v[0], "accepted": v[1], "rejected": v[2]}
+                for a, v in s.accounts.items()
+            ],
+            ["shift_id", "account"],
+            add=["score", "accepted", "rejected"],
         )
 
 
 async def _block(
-    conn: AsyncConnection, b: FoundBlock, scheme: str, fee_bps: int, pplns_n: float,
-    maturity: int, now: float,
+    conn: AsyncConnection,
+    b: FoundBlock,
+    scheme: str,
+    fee_bps: int,
+    pplns_n: float,
+    maturity: int,
+    now: float,
 ) -> None:
     effort = b.round_diff / b.network_difficulty if b.network_difficulty else 0.0
-    await conn.execute(insert(m.blocks).values(
-        id=b.id, coin=b.coin, height=b.height, hash=b.hash, difficulty=b.network_difficulty,
-        income=b.income, tx_fees=b.tx_fees, finder_account=b.account, finder_worker=b.worker,
-        found_at=b.found_at, seq=b.seq, round_id=b.round_id,
-        round_duration=max(0.0, b.found_at - b.round_started_at),
-        round_accepted=b.round_accepted, round_rejected=b.round_rejected,
-        round_diff=b.round_diff, effort=effort, status="processing", confirmations=0,
-        confirmations_left=maturity, scheme=scheme, credited=False, updated_at=now,
-    ))
+    await conn.execute(
+        insert(m.blocks).values(
+            id=b.id,
+            coin=b.coin,
+            height=b.height,
+            hash=b.hash,
+            difficulty=b.network_difficulty,
+            income=b.income,
+            tx_fees=b.tx_fees,
+            finder_account=b.account,
+            finder_worker=b.worker,
+            found_at=b.found_at,
+            seq=b.seq,
+            round_id=b.round_id,
+            round_duration=max(0.0, b.found_at - b.round_started_at),
+            round_accepted=b.round_accepted,
+            round_rejected=b.round_rejected,
+            round_diff=b.round_diff,
+            effort=effort,
+            status="processing",
+            confirmations=0,
+            confirmations_left=maturity,
+            scheme=scheme,
+            credited=False,
+            updated_at=now,
+        )
+    )
     await credit_block(conn, b, scheme=scheme, fee_bps=fee_bps, pplns_n=pplns_n, now=now)
     await conn.execute(update(m.blocks).where(m.blocks.c.id == b.id).values(credited=True))

@@ -126,8 +126,13 @@ class RegtestNode:
         if self.chain == "regtest":
             net = ["-regtest"]
         else:
-            net = ["-testnet", "-connect=0", "-dnsseed=0", "-maxtipage=2000000000",
-                   "-minimumchainwork=0"]
+            net = [
+                "-testnet",
+                "-connect=0",
+                "-dnsseed=0",
+                "-maxtipage=2000000000",
+                "-minimumchainwork=0",
+            ]
         return [
             str(binary), *net, f"-datadir={self.datadir}", "-server", "-listen=0",
             "-standalone", "-minminingtxfee=0.00000500", "-excessiveblocksize=0",

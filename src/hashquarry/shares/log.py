@@ -141,8 +141,11 @@ class ShareLog:
             for path in reversed(segments):
                 seq, good = _scan(path)
                 if path.stat().st_size != good:
-                    log.warning("share log %s: cutting a torn tail of %d bytes", path.name,
-                                path.stat().st_size - good)
+                    log.warning(
+                        "share log %s: cutting a torn tail of %d bytes",
+                        path.name,
+                        path.stat().st_size - good,
+                    )
                     with path.open("r+b") as fh:
                         fh.truncate(good)
                         os.fsync(fh.fileno())
@@ -189,8 +192,9 @@ class ShareLog:
         self.last_seq += 1
         seq = self.last_seq
         payload = encode_event(ev)
-        self._buf += HEADER.pack(len(payload),
-                                 zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little"))), seq)
+        self._buf += HEADER.pack(
+            len(payload), zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little"))), seq
+        )
         self._buf += payload
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((seq, ev, fut))
