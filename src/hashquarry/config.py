@@ -132,7 +132,7 @@ class AccountingConfig(BaseModel):
     enabled: bool = Field(True, description="durable share log, statistics and payouts")
     scheme: str = Field("pplns", pattern="^(pplns|pps|fpps|prop|solo)$")
     fee_bps: int = Field(100, ge=0, le=10_000, description="pool fee in basis points")
-    pplns_n: float = Field(2.0, gt=0, le=100, description="window = N x network difficulty")
+    pplns_n: float = Field(2.0, gt=0, le=1e12, description="window = N x network difficulty")
     maturity: int = Field(100, ge=1, le=10_000, description="confirmations to mature")
     commit_interval_ms: float = Field(2.0, gt=0, le=1000, description="share log group commit")
     flush_interval: float = Field(1.0, gt=0, le=60, description="aggregates to the store")

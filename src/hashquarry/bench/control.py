@@ -97,14 +97,20 @@ class LoadgenGroup:
     def __len__(self) -> int:
         return len(self.members)
 
-    def each(self, cmds: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-        """Send cmds[i] to member i (all first, so they run in parallel), then collect."""
+    def send_each(self, cmds: list[dict[str, Any]]) -> None:
         if len(cmds) != len(self.members):
             raise ValueError("one command per load generator")
         for member, cmd in zip(self.members, cmds, strict=True):
             member.send(cmd)
+
+    def receive_all(self, timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         return [m.receive(deadline - time.monotonic()) for m in self.members]
+
+    def each(self, cmds: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+        """Send cmds[i] to member i (all first, so they run in parallel), then collect."""
+        self.send_each(cmds)
+        return self.receive_all(timeout)
 
     def all(self, cmd: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
         return self.each([cmd] * len(self.members), timeout)

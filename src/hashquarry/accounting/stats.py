@@ -1,0 +1,326 @@
+"""Read models: every figure the APIs show, computed from the store.
+
+Hashrate is H/s: sum of accepted share difficulty x 2^32 / seconds (SHA-256d).
+Windows are whole minutes ending at `now`; history buckets are multiples of
+600 s aligned to the epoch, as f2pool's hash_rate/history expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hashquarry.store import models as m
+
+HASHES = 2**32
+MAX_HISTORY_SECONDS = 30 * 86400
+MAX_WORKER_HISTORY_SECONDS = 3 * 86400
+
+
+class StatsError(ValueError):
+    pass
+
+
+def _minute_range(now: float, seconds: float) -> tuple[int, int]:
+    end = int(now // 60)
+    return end - int(seconds // 60) + 1, end
+
+
+def _table(account: str | None, worker: str | None) -> Any:
+    return m.share_minutes if worker is not None or account is None else m.account_minutes
+
+
+def _where(q: Select[Any], t: Any, coin: str, account: str | None, worker: str | None) -> Any:
+    q = q.where(t.c.coin == coin)
+    if account is not None:
+        q = q.where(t.c.account == account)
+    if worker is not None:
+        q = q.where(t.c.worker == worker)
+    return q
+
+
+@dataclass(frozen=True)
+class Rates:
+    hashrate: float
+    stale_hashrate: float
+    delayed_hashrate: float
+    invalid_hashrate: float
+    accepted: int
+    stale: int
+    invalid: int
+
+
+async def rates(
+    conn: AsyncConnection,
+    coin: str,
+    now: float,
+    seconds: float,
+    account: str | None = None,
+    worker: str | None = None,
+) -> Rates:
+    t = _table(account, worker)
+    lo, hi = _minute_range(now, seconds)
+    q = select(
+        func.coalesce(func.sum(t.c.accepted_diff), 0.0),
+        func.coalesce(func.sum(t.c.stale_diff), 0.0),
+        func.coalesce(func.sum(t.c.delayed_diff), 0.0),
+        func.coalesce(func.sum(t.c.invalid_diff), 0.0),
+        func.coalesce(func.sum(t.c.accepted), 0),
+        func.coalesce(func.sum(t.c.stale), 0),
+        func.coalesce(func.sum(t.c.invalid), 0),
+    ).where(t.c.minute >= lo, t.c.minute <= hi)
+    row = (await conn.execute(_where(q, t, coin, account, worker))).one()
+    f = HASHES / seconds
+    return Rates(
+        row[0] * f, row[1] * f, row[2] * f, row[3] * f, int(row[4]), int(row[5]), int(row[6])
+    )
+
+
+async def history(
+    conn: AsyncConnection,
+    coin: str,
+    *,
+    start: float,
+    end: float,
+    interval: int,
+    account: str | None = None,
+    worker: str | None = None,
+) -> list[dict[str, float]]:
+    """Buckets of `interval` seconds in [start, end): hashrate, stale, delayed per bucket."""
+    if interval <= 0 or interval % 600:
+        raise StatsError("interval must be a positive multiple of 600 seconds")
+    limit = MAX_WORKER_HISTORY_SECONDS if worker is not None else MAX_HISTORY_SECONDS
+    if end <= start:
+        raise StatsError("end must be after start")
+    if end - start > limit:
+        raise StatsError(f"the range may span at most {limit // 86400} days")
+    t = _table(account, worker)
+    first = int(start // interval) * interval
+    bucket = t.c.minute * 60 - (t.c.minute * 60) % interval
+    q = select(
+        bucket, func.sum(t.c.accepted_diff), func.sum(t.c.stale_diff), func.sum(t.c.delayed_diff)
+    ).where(t.c.minute >= int(first // 60), t.c.minute < int(end // 60))
+    q = _where(q, t, coin, account, worker).group_by(bucket)
+    got = {int(r[0]): r for r in (await conn.execute(q)).all()}
+    out = []
+    f = HASHES / interval
+    for ts in range(first, int(end), interval):
+        r = got.get(ts)
+        out.append(
+            {
+                "timestamp": ts,
+                "hash_rate": (r[1] if r else 0.0) * f,
+                "stale_hash_rate": (r[2] if r else 0.0) * f,
+                "delay_hash_rate": (r[3] if r else 0.0) * f,
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    account: str
+    worker: str
+    hashrate: float  # 10 min
+    h1: float
+    h24: float
+    stale_h1: float
+    stale_h24: float
+    last_share: float
+    last_host: str
+    status: str  # online | offline | invalid
+
+
+async def workers(
+    conn: AsyncConnection,
+    coin: str,
+    now: float,
+    account: str | None = None,
+    offline_after: float = 600.0,
+    invalid_ratio: float = 0.5,
+) -> list[WorkerInfo]:
+    w = m.workers
+    q = select(w.c.account, w.c.worker, w.c.last_share, w.c.last_host).where(w.c.coin == coin)
+    if account is not None:
+        q = q.where(w.c.account == account)
+    base = (await conn.execute(q.order_by(w.c.account, w.c.worker))).all()
+    if not base:
+        return []
+    s = m.share_minutes
+    lo24, hi = _minute_range(now, 86400)
+    lo1, _ = _minute_range(now, 3600)
+    lo10, _ = _minute_range(now, 600)
+
+    def win(col: Any, lo: int) -> Any:
+        return func.coalesce(func.sum(case((s.c.minute >= lo, col), else_=0)), 0)
+
+    agg = select(
+        s.c.account,
+        s.c.worker,
+        win(s.c.accepted_diff, lo10),
+        win(s.c.accepted_diff, lo1),
+        func.sum(s.c.accepted_diff),
+        win(s.c.stale_diff, lo1),
+        func.sum(s.c.stale_diff),
+        win(s.c.invalid, lo1),
+        win(s.c.accepted, lo1),
+    ).where(s.c.coin == coin, s.c.minute >= lo24, s.c.minute <= hi)
+    if account is not None:
+        agg = agg.where(s.c.account == account)
+    sums = {(r[0], r[1]): r for r in (await conn.execute(agg.group_by(s.c.account, s.c.worker)))}
+    out = []
+    for acct, name, last_share, host in base:
+        r = sums.get((acct, name))
+        d10, d1, d24, st1, st24, inv1, acc1 = (float(x or 0) for x in r[2:]) if r else (0.0,) * 7
+        if now - last_share > offline_after:
+            status = "offline"
+        elif inv1 + acc1 >= 10 and inv1 >= invalid_ratio * (inv1 + acc1):
+            status = "invalid"
+        else:
+            status = "online"
+        out.append(
+            WorkerInfo(
+                acct,
+                name,
+                d10 * HASHES / 600,
+                d1 * HASHES / 3600,
+                d24 * HASHES / 86400,
+                st1 * HASHES / 3600,
+                st24 * HASHES / 86400,
+                last_share,
+                host,
+                status,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class PoolTotals:
+    hashrate: float
+    workers_online: int
+    accounts_online: int
+    total_hashes: float
+    blocks_found: int
+
+
+async def pool_totals(
+    conn: AsyncConnection, coin: str, now: float, offline_after: float = 600.0
+) -> PoolTotals:
+    r = await rates(conn, coin, now, 600)
+    w = m.workers
+    since = now - offline_after
+    online = (
+        await conn.execute(
+            select(func.count(), func.count(func.distinct(w.c.account))).where(
+                w.c.coin == coin, w.c.last_share >= since
+            )
+        )
+    ).one()
+    total = await conn.scalar(
+        select(func.coalesce(func.sum(m.account_minutes.c.accepted_diff), 0.0)).where(
+            m.account_minutes.c.coin == coin
+        )
+    )
+    found = await conn.scalar(select(func.count()).where(m.blocks.c.coin == coin))
+    return PoolTotals(
+        r.hashrate, int(online[0]), int(online[1]), float(total or 0) * HASHES, int(found or 0)
+    )
+
+
+async def blocks(
+    conn: AsyncConnection,
+    coin: str,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+    status: str | None = None,
+    account: str | None = None,
+) -> list[dict[str, Any]]:
+    q = select(m.blocks).where(m.blocks.c.coin == coin)
+    if status is not None:
+        q = q.where(m.blocks.c.status == status)
+    if account is not None:
+        q = q.where(m.blocks.c.finder_account == account)
+    q = q.order_by(m.blocks.c.id.desc()).limit(limit).offset(offset)
+    return [dict(r) for r in (await conn.execute(q)).mappings().all()]
+
+
+async def luck(conn: AsyncConnection, coin: str, now: float, days: int) -> float | None:
+    """Expected work / actual work over the period: > 1 is lucky. None without work."""
+    since = now - days * 86400
+    expected = await conn.scalar(
+        select(func.coalesce(func.sum(m.blocks.c.difficulty), 0.0)).where(
+            m.blocks.c.coin == coin, m.blocks.c.found_at >= since, m.blocks.c.status != "stale"
+        )
+    )
+    actual = await conn.scalar(
+        select(func.coalesce(func.sum(m.account_minutes.c.accepted_diff), 0.0)).where(
+            m.account_minutes.c.coin == coin, m.account_minutes.c.minute >= int(since // 60)
+        )
+    )
+    if not actual:
+        return None
+    return float(expected or 0) / float(actual)
+
+
+async def current_round(conn: AsyncConnection, coin: str) -> dict[str, Any] | None:
+    row = (
+        (
+            await conn.execute(
+                select(m.rounds)
+                .where(m.rounds.c.coin == coin, m.rounds.c.ended_at.is_(None))
+                .order_by(m.rounds.c.id.desc())
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def shifts(conn: AsyncConnection, coin: str, limit: int = 10) -> list[dict[str, Any]]:
+    rows = (
+        (
+            await conn.execute(
+                select(m.shifts)
+                .where(m.shifts.c.coin == coin)
+                .order_by(m.shifts.c.id.desc())
+                .limit(limit)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return [dict(r) for r in rows]
+
+
+async def shift_scores(conn: AsyncConnection, shift_id: int) -> dict[str, float]:
+    rows = await conn.execute(
+        select(m.shift_accounts.c.account, m.shift_accounts.c.score).where(
+            m.shift_accounts.c.shift_id == shift_id
+        )
+    )
+    return {a: float(s) for a, s in rows.all()}
+
+
+async def ledger_totals_by_block(conn: AsyncConnection, coin: str) -> dict[int, int]:
+    rows = await conn.execute(
+        select(m.ledger.c.block_id, func.sum(m.ledger.c.amount))
+        .where(m.ledger.c.coin == coin, m.ledger.c.block_id.is_not(None))
+        .group_by(m.ledger.c.block_id)
+    )
+    return {int(b): int(s) for b, s in rows.all()}
+
+
+async def accepted_totals(conn: AsyncConnection, coin: str) -> dict[str, int]:
+    rows = await conn.execute(
+        select(m.account_minutes.c.account, func.sum(m.account_minutes.c.accepted))
+        .where(m.account_minutes.c.coin == coin)
+        .group_by(m.account_minutes.c.account)
+    )
+    return {a: int(n) for a, n in rows.all()}
