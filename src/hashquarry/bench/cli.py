@@ -16,6 +16,12 @@ bench_app = typer.Typer(help="Measure a Stratum pool: throughput, memory, latenc
                         no_args_is_help=True)  # fmt: skip
 
 
+@bench_app.callback()
+def _group() -> None:
+    """Measure a Stratum pool: throughput, memory, latencies."""
+    # A callback keeps `stratum` a subcommand even while it is the only one.
+
+
 def parse_only(text: str | None) -> tuple[int, ...]:
     if not text:
         return ALL_FIGURES
@@ -29,7 +35,7 @@ def parse_only(text: str | None) -> tuple[int, ...]:
 
 
 def parse_idle(text: str) -> list[tuple[int, int | None]]:
-    """"10000,50000/4": connection counts, each optionally with its pool process count."""
+    """Figure 2 sizes like "10000,50000/4": counts, each optionally /pool processes."""
     out: list[tuple[int, int | None]] = []
     try:
         for part in text.split(","):
@@ -63,30 +69,59 @@ def parse_target(text: str | None) -> tuple[str, int] | None:
 
 @bench_app.command()
 def stratum(
-    connections: Annotated[int | None, typer.Option(min=1, help="connections of the rate runs (1, 5)")] = None,  # noqa: E501
+    connections: Annotated[
+        int | None, typer.Option(min=1, help="connections of the rate runs (1, 5)")
+    ] = None,
     rate: Annotated[float | None, typer.Option(min=1, help="shares/s offered in figure 1")] = None,
     ack_rate: Annotated[float | None, typer.Option(min=1, help="shares/s in figure 5")] = None,
-    seconds: Annotated[float | None, typer.Option(min=0.5, help="measured window of a rate run")] = None,  # noqa: E501
-    idle: Annotated[str | None, typer.Option(help="figure 2 sizes, e.g. 10000,50000/4 (/pool processes)")] = None,  # noqa: E501
+    seconds: Annotated[
+        float | None, typer.Option(min=0.5, help="measured window of a rate run")
+    ] = None,
+    idle: Annotated[
+        str | None, typer.Option(help="figure 2 sizes, e.g. 10000,50000/4 (/pool processes)")
+    ] = None,
     miners: Annotated[str | None, typer.Option(help="figure 3 sizes, e.g. 1000,10000")] = None,
-    blocks: Annotated[int | None, typer.Option(min=1, help="blocks per size (figures 3, 4)")] = None,  # noqa: E501
+    blocks: Annotated[
+        int | None, typer.Option(min=1, help="blocks per size (figures 3, 4)")
+    ] = None,
     only: Annotated[str | None, typer.Option(help="figures to run, e.g. 1,3")] = None,
-    smoke: Annotated[bool, typer.Option(help="tiny sizes, every figure in well under a minute")] = False,  # noqa: E501
-    target: Annotated[str | None, typer.Option(help="measure another Stratum pool, host:port")] = None,  # noqa: E501
-    target_pid: Annotated[int | None, typer.Option(help="its PID, for CPU and memory figures")] = None,  # noqa: E501
-    node_rpc: Annotated[str | None, typer.Option(help="with --target: its regtest node, http://user:pass@host:port")] = None,  # noqa: E501
-    node_zmq: Annotated[str | None, typer.Option(help="with --target: that node's ZMQ hashblock")] = None,  # noqa: E501
-    difficulty: Annotated[float, typer.Option(min=1e-12, help="share difficulty asked with d=")] = 1e-9,  # noqa: E501
-    user: Annotated[str, typer.Option(help="account part of the worker names (account.wN)")] = "bench",  # noqa: E501
-    password: Annotated[str | None, typer.Option(help="Stratum password (default d=DIFFICULTY)")] = None,  # noqa: E501
-    loadgen_processes: Annotated[int, typer.Option(min=1, help="at least this many load generators")] = 1,  # noqa: E501
-    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,  # noqa: E501
+    smoke: Annotated[
+        bool, typer.Option(help="tiny sizes, every figure in well under a minute")
+    ] = False,
+    target: Annotated[
+        str | None, typer.Option(help="measure another Stratum pool, host:port")
+    ] = None,
+    target_pid: Annotated[
+        int | None, typer.Option(help="its PID, for CPU and memory figures")
+    ] = None,
+    node_rpc: Annotated[
+        str | None, typer.Option(help="with --target: its regtest node, http://user:pass@host:port")
+    ] = None,
+    node_zmq: Annotated[
+        str | None, typer.Option(help="with --target: that node's ZMQ hashblock")
+    ] = None,
+    difficulty: Annotated[
+        float, typer.Option(min=1e-12, help="share difficulty asked with d=")
+    ] = 1e-9,
+    user: Annotated[
+        str, typer.Option(help="account part of the worker names (account.wN)")
+    ] = "bench",
+    password: Annotated[
+        str | None, typer.Option(help="Stratum password (default d=DIFFICULTY)")
+    ] = None,
+    loadgen_processes: Annotated[
+        int, typer.Option(min=1, help="at least this many load generators")
+    ] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep logs and templates here")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Load a Stratum pool and print its figures (see issue 6)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     given: dict[str, Any] = {

@@ -65,8 +65,13 @@ def figure_broadcast(env: BenchEnv) -> Figure:
                               "connect_errors": conn["errors"]}  # fmt: skip
             reached = min((b["reached"] for b in blocks), default=0)
             at_10k = count >= 10_000
-            fig.add(case, "last miner, p50 over blocks", summary.get("p50"), "ms",
-                    note=f"{len(lasts)} blocks")
+            fig.add(
+                case,
+                "last miner, p50 over blocks",
+                summary.get("p50"),
+                "ms",
+                note=f"{len(lasts)} blocks",
+            )
             fig.add(
                 case, "last miner, p99 over blocks", summary.get("p99"), "ms",
                 "≤ 50 at 10,000" if at_10k else "",
@@ -78,8 +83,13 @@ def figure_broadcast(env: BenchEnv) -> Figure:
                 fig.add(case, "median miner, p50 over blocks", statistics.median(medians), "ms")
             user = [b["user_last_ms"] for b in blocks if b["user_last_ms"] is not None]
             if user:
-                fig.add(case, "last miner, user-space read (p50)", statistics.median(user),
-                        "ms", note="for comparison: includes the generator's own reading")
+                fig.add(
+                    case,
+                    "last miner, user-space read (p50)",
+                    statistics.median(user),
+                    "ms",
+                    note="for comparison: includes the generator's own reading",
+                )
     fig.notes.append(
         "clock: bench's ZMQ hashblock arrival → kernel receive time (SO_TIMESTAMPNS) of the "
         "clean notify at each miner; p50/p99 are over blocks of the per-block last arrival"
@@ -105,7 +115,9 @@ def _one_block(node: Any, address: str, stamps: Any, group: Any, ready: int) -> 
     user = [(u - start) / 1e6 for r in replies for u in r["user_ns"]]
     time.sleep(0.2)  # let the pool go quiet before the next block
     return {
-        "hash": block_hash, "reached": len(kernel), "clock": "zmq" if zmq_ns else "rpc call",
+        "hash": block_hash, "reached": len(kernel),
+        "user_time_fallbacks": sum(r["unstamped"] for r in replies),
+        "clock": "zmq" if zmq_ns else "rpc call",
         "rpc_ms": (returned - called) / 1e6,
         "zmq_after_rpc_return_ms": (zmq_ns - returned) / 1e6 if zmq_ns else None,
         "last_ms": max(kernel) if kernel else None,
@@ -158,16 +170,33 @@ def figure_block_submit(env: BenchEnv) -> Figure:
     relay_ms = [x["relay_ms"] for x in trials if x.get("relay_ms") is not None]
     if relay_ms:
         s = summarize(relay_ms)
-        fig.add(case, "share written → submitblock at the node, p50", s["p50"], "ms", "≤ 2",
-                check(s["p50"], at_most=2), note=f"max {s['max']:.3f} ms (RPC relay)")
+        fig.add(
+            case,
+            "share written → submitblock at the node, p50",
+            s["p50"],
+            "ms",
+            "≤ 2",
+            check(s["p50"], at_most=2),
+            note=f"max {s['max']:.3f} ms (RPC relay)",
+        )
     hist = [x["histogram_ms"] for x in trials if x.get("histogram_ms") is not None]
     if hist:
-        fig.add(case, "pool's own histogram, p50", statistics.median(hist), "ms",
-                note=f"{SUBMIT_HISTOGRAM}: share arrival → node's answer (incl. validation)")
+        fig.add(
+            case,
+            "pool's own histogram, p50",
+            statistics.median(hist),
+            "ms",
+            note=f"{SUBMIT_HISTOGRAM}: share arrival → node's answer (incl. validation)",
+        )
     zmq_ms = [x["zmq_ms"] for x in trials if x.get("zmq_ms") is not None]
     if zmq_ms:
-        fig.add(case, "share written → node's ZMQ hashblock, p50", statistics.median(zmq_ms),
-                "ms", note="end to end, includes the node's validation")
+        fig.add(
+            case,
+            "share written → node's ZMQ hashblock, p50",
+            statistics.median(zmq_ms),
+            "ms",
+            note="end to end, includes the node's validation",
+        )
     failed = [x for x in trials if "error" in x or x.get("accepted") is False]
     if failed:
         fig.notes.append(f"{len(failed)} trials failed: {failed[0]}")
@@ -183,4 +212,3 @@ def _histogram_delta(port: int, before: tuple[float, float]) -> float | None:
             return (now[0] - before[0]) / (now[1] - before[1]) * 1000
         time.sleep(0.05)
     return None
-

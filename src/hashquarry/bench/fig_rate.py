@@ -144,8 +144,13 @@ def _rate_rows(fig: Figure, case: str, r: dict[str, Any], *, targets: bool) -> N
     )  # fmt: skip
     bad = sum(r["rejected"].values())
     if bad or r["unanswered"]:
-        fig.add(case, "rejected / unanswered shares", bad + r["unanswered"], "",
-                note=f"rejected by code {r['rejected']}, unanswered {r['unanswered']}")
+        fig.add(
+            case,
+            "rejected / unanswered shares",
+            bad + r["unanswered"],
+            "",
+            note=f"rejected by code {r['rejected']}, unanswered {r['unanswered']}",
+        )
 
 
 def figure_rate(env: BenchEnv) -> Figure:
@@ -206,8 +211,13 @@ def figure_ack(env: BenchEnv) -> Figure:
         check(ack.get("p99"), at_most=20) if on_target else None,
         note=f"{ack.get('count', 0):,} samples, max {ack.get('max', 0):.2f} ms",
     )  # fmt: skip
-    fig.add(case, "accepted shares/s", r["accepted_per_second"], "shares/s",
-            note=f"offered {o.ack_rate:,.0f}/s")
+    fig.add(
+        case,
+        "accepted shares/s",
+        r["accepted_per_second"],
+        "shares/s",
+        note=f"offered {o.ack_rate:,.0f}/s",
+    )
     fig.notes.append(
         "time from the submit line written to its answer read, in the load generator "
         "(includes its own scheduling delay, so an upper bound)"

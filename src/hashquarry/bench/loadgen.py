@@ -107,9 +107,7 @@ class ShareConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.gen.share_conns.append(self)
         with contextlib.suppress(OSError):
-            transport.get_extra_info("socket").setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-            )
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.write(handshake(self.worker, self.password))  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -436,8 +434,9 @@ class LoadGen:
         cpu_at.setdefault("w0", cpu_at["start"])
         cpu_at.setdefault("w1", self_cpu_seconds())
         # Let the answers to the last shares come in.
-        drain_until = time.monotonic() + float(cmd.get("drain", 3.0))
-        while time.monotonic() < drain_until and any(c.pending for c in conns):
+        for _ in range(int(float(cmd.get("drain", 3.0)) / 0.02)):
+            if not any(c.pending for c in conns):
+                break
             await asyncio.sleep(0.02)
         self.run = None
         return {
@@ -472,15 +471,17 @@ class LoadGen:
             return {"count": len(self.watch_conns), "received": got}
         kernel: list[int] = []
         user: list[int] = []
+        unstamped = 0
         for conn in self.watch_conns:
             hit = conn.clean_notify_for(prevhash)
             if hit is not None:
-                kernel.append(hit[0])
+                unstamped += hit[0] == 0
+                kernel.append(hit[0] or hit[1])
                 user.append(hit[1])
             if cmd.get("forget", False):
                 conn.notices.clear()
         return {"count": len(self.watch_conns), "received": len(kernel), "kernel_ns": kernel,
-                "user_ns": user}  # fmt: skip
+                "user_ns": user, "unstamped": unstamped}  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         return {

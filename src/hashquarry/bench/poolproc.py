@@ -121,8 +121,9 @@ class PoolProcess:
         while True:
             if self.proc.poll() is not None:
                 raise PoolStartError(f"the pool exited ({self.proc.returncode}):\n{self._tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
             ):
                 break
             if time.monotonic() > deadline:

@@ -245,7 +245,7 @@ def run(
     figures: list[Figure] = []
     meta: dict[str, Any] = {
         "started": time.time(),
-        "pool": "target %s:%d" % opts.target if opts.target else "hashquarry (own process)",
+        "pool": f"target {opts.target[0]}:{opts.target[1]}" if opts.target else "hashquarry",
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
         "machine": {"cpus": _cpus(), "python": platform.python_version(),
                     "kernel": platform.release()},

@@ -90,7 +90,9 @@ class WatchConn:
             self.lost = True
             self.close()
             return
-        kernel_ns = kernel_stamp(anc) or user_ns
+        # 0 when the kernel had no stamp (it enables them system-wide lazily, the first
+        # time a socket asks); the runner then falls back to user_ns and says so.
+        kernel_ns = kernel_stamp(anc)
         buf = self.buf + data if self.buf else data
         start = 0
         while (end := buf.find(b"\n", start)) >= 0:
@@ -113,7 +115,7 @@ class WatchConn:
                     self.close()
 
     def clean_notify_for(self, prevhash: str) -> tuple[int, int] | None:
-        """(kernel ns, user ns) of the first clean notify on `prevhash` (notify form)."""
+        """(kernel ns or 0, user ns) of the first clean notify on `prevhash` (notify form)."""
         key = prevhash.encode()
         for kernel_ns, user_ns, line in self.notices:
             if key not in line:
