@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,11 +26,17 @@ from pydantic_settings import (
 )
 
 
+class _Section(BaseModel):
+    """A config section: unknown keys are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class ConfigError(Exception):
     """A configuration value is missing or wrong; the message names the key and the reason."""
 
 
-class NodeConfig(BaseModel):
+class NodeConfig(_Section):
     url: str = Field("http://127.0.0.1:8332", description="JSON-RPC URL of the coin node")
     user: str = ""
     password: str = ""
@@ -43,10 +57,10 @@ class NodeConfig(BaseModel):
         return v
 
 
-class PoolConfig(BaseModel):
+class PoolConfig(_Section):
     coin: str = Field("bitcoin", pattern=r"^[a-z][a-z0-9-]{1,31}$", description="f2pool name")
-    address: str = Field(..., description="payout address the coinbase pays")
     network: str = Field("main", description="main, test, regtest, signet or bcoin-regtest")
+    address: str = Field(..., description="payout address the coinbase pays")
     tag: str = Field("/hashquarry/", max_length=40, description="pool tag in the coinbase")
     extranonce2_size: int = Field(8, ge=2, le=16)
     extranonce1_prefix: int = Field(
@@ -54,28 +68,46 @@ class PoolConfig(BaseModel):
     )
     recent_jobs: int = Field(16, ge=2, le=256, description="jobs kept per block for late shares")
 
-    @model_validator(mode="after")
-    def _address(self) -> PoolConfig:
-        from hashquarry.chain.address import AddressError, address_to_script, network
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        from hashquarry.chain.address import AddressError, network
 
         try:
-            net = network(self.network)
+            network(v)
         except AddressError as exc:
-            raise ValueError(f"network: {exc}") from exc
+            raise ValueError(str(exc)) from exc
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str, info: ValidationInfo) -> str:
+        from hashquarry.chain.address import AddressError, address_to_script
+
+        net = info.data.get("network")
+        if net is None:  # the network is wrong and already reported
+            return v
         try:
-            address_to_script(self.address, net)
+            address_to_script(v, net)
         except AddressError as exc:
-            raise ValueError(f"address: {exc}") from exc
-        return self
+            raise ValueError(str(exc)) from exc
+        return v
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        if len(v.encode()) > 40:
+            raise ValueError("must be at most 40 bytes in UTF-8")
+        return v
 
 
-class PortConfig(BaseModel):
+class PortConfig(_Section):
     port: int = Field(..., ge=0, le=65535)
     difficulty: float = Field(..., gt=0, description="start difficulty for miners on this port")
     host: str = "0.0.0.0"
 
 
-class VardiffConfig(BaseModel):
+class VardiffConfig(_Section):
     target_interval: float = Field(10.0, gt=0, le=3600, description="seconds between shares")
     retarget_window: float = Field(60.0, gt=0, le=86400, description="seconds between retargets")
     variance: float = Field(0.3, ge=0, lt=1, description="no change within this fraction")
@@ -89,7 +121,7 @@ class VardiffConfig(BaseModel):
         return self
 
 
-class DefenceConfig(BaseModel):
+class DefenceConfig(_Section):
     max_line_bytes: int = Field(16 * 1024, ge=256, le=1 << 20)
     max_buffer_bytes: int = Field(64 * 1024, ge=1024, le=1 << 24)
     idle_timeout: float = Field(600.0, gt=0, description="no message for this long: disconnect")
@@ -100,7 +132,7 @@ class DefenceConfig(BaseModel):
     ban_invalid_ratio: float = Field(0.5, gt=0, le=1, description="bad/total that bans an IP")
 
 
-class StratumConfig(BaseModel):
+class StratumConfig(_Section):
     ports: list[PortConfig] = Field(default_factory=lambda: [PortConfig(port=3333, difficulty=1.0)])
     version_mask: int = Field(0x1FFFE000, ge=0, le=0xFFFFFFFF, description="BIP 320 bits")
     vardiff: VardiffConfig = Field(default_factory=VardiffConfig)
@@ -128,7 +160,7 @@ class StratumConfig(BaseModel):
         return v
 
 
-class AccountingConfig(BaseModel):
+class AccountingConfig(_Section):
     enabled: bool = Field(True, description="durable share log, statistics and payouts")
     scheme: str = Field("pplns", pattern="^(pplns|pps|fpps|prop|solo)$")
     fee_bps: int = Field(100, ge=0, le=10_000, description="pool fee in basis points")
@@ -146,7 +178,7 @@ class AccountingConfig(BaseModel):
     tracker_interval: float = Field(5.0, gt=0, le=600, description="block confirmations poll")
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(_Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite+aiosqlite in the data directory"
     )
@@ -159,7 +191,7 @@ class StoreConfig(BaseModel):
         return v
 
 
-class MetricsConfig(BaseModel):
+class MetricsConfig(_Section):
     port: int | None = Field(None, ge=0, le=65535, description="Prometheus /metrics port")
     host: str = "127.0.0.1"
 

@@ -55,8 +55,12 @@ def _env(node: RegtestNode, data_dir: Path, port: int) -> dict[str, str]:
 
 
 def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "hashquarry", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "hashquarry", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
 
 
 async def _port_open(port: int, timeout: float = 30) -> None:
@@ -74,8 +78,13 @@ async def _port_open(port: int, timeout: float = 30) -> None:
 async def test_kill_9_loses_no_acknowledged_share(difficulty1: RegtestNode, tmp_path: Path) -> None:
     port = _free_port()
     env = _env(difficulty1, tmp_path, port)
-    subprocess.run([sys.executable, "-m", "hashquarry", "db", "upgrade"], env=env, check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "hashquarry", "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     log1, log2 = tmp_path / "serve1.log", tmp_path / "serve2.log"
     server = _serve(env, log1)
     stop = asyncio.Event()
@@ -87,10 +96,17 @@ async def test_kill_9_loses_no_acknowledged_share(difficulty1: RegtestNode, tmp_
         def on_stats(s: object) -> None:
             stats["accepted"] = s.as_dict()["shares_accepted"]  # type: ignore[attr-defined]
 
-        miners = asyncio.create_task(run_miner(
-            MinerOptions(url=f"stratum+tcp://127.0.0.1:{port}",
-                         users=["alice.a", "bob.b", "carol.c"], stats_interval=0.2),
-            stop=stop, on_stats=on_stats))
+        miners = asyncio.create_task(
+            run_miner(
+                MinerOptions(
+                    url=f"stratum+tcp://127.0.0.1:{port}",
+                    users=["alice.a", "bob.b", "carol.c"],
+                    stats_interval=0.2,
+                ),
+                stop=stop,
+                on_stats=on_stats,
+            )
+        )
         await wait_for(lambda: stats.get("accepted", 0) >= 200, 120, "acknowledged shares")
         server.send_signal(signal.SIGKILL)
         server.wait(10)
@@ -98,8 +114,9 @@ async def test_kill_9_loses_no_acknowledged_share(difficulty1: RegtestNode, tmp_
         server = _serve(env, log2)
         await _port_open(port)
         before = stats["accepted"]
-        await wait_for(lambda: stats.get("accepted", 0) >= before + 100, 120,
-                       "shares after the restart")
+        await wait_for(
+            lambda: stats.get("accepted", 0) >= before + 100, 120, "shares after the restart"
+        )
     finally:
         stop.set()
         result = await asyncio.wait_for(miners, 30) if miners is not None else {}

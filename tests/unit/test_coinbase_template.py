@@ -128,12 +128,6 @@ def test_parse_rejects_non_object() -> None:
         parse_template([])  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_template lets a malformed 'target' (int(..., 16)) or a negative/"
-    "overflowing compact 'bits' (bits_to_target) escape as a bare ValueError instead of a "
-    "TemplateError naming the field",
-)
 @pytest.mark.parametrize(
     ("mutate", "text"),
     [

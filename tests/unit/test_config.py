@@ -140,12 +140,6 @@ def test_address_for_another_network_gives_the_reason(write_config: WriteConfig)
     assert "is for mainnet" in message and "regtest" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PoolConfig checks address and network in a model_validator, so the error's "
-    "location is just 'pool' and the message reads 'pool: address: ...' instead of naming "
-    "the key 'pool.address' (same for 'pool.network')",
-)
 @pytest.mark.parametrize(
     ("pool_body", "key"),
     [
@@ -160,12 +154,6 @@ def test_pool_address_and_network_errors_name_the_dotted_key(
     assert f"{key}: " in message, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pool.tag is limited to 40 characters, not bytes; 40 multi-byte characters "
-    "pass validation but can never fit the 100-byte coinbase scriptSig, so the pool only "
-    "fails (CoinbaseError) when the first template arrives",
-)
 def test_tag_too_long_in_bytes_is_a_config_error(write_config: WriteConfig) -> None:
     message = config_error(write_config(BASE + 'tag = "' + "\u20ac" * 40 + '"\n'))
     assert "pool.tag: " in message, message
@@ -227,12 +215,6 @@ def test_unknown_top_level_key_is_an_error(write_config: WriteConfig) -> None:
     assert "pool_adress: Extra inputs are not permitted" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the nested config models (NodeConfig, PoolConfig, StratumConfig, "
-    "VardiffConfig, ...) are plain BaseModels with extra='ignore', so a misspelt key inside "
-    "a section is silently dropped instead of rejected",
-)
 @pytest.mark.parametrize(
     ("snippet", "key"),
     [

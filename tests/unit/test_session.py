@@ -332,12 +332,6 @@ def test_minimum_difficulty_after_first_job_applies_with_next_job(kit: Kit) -> N
     assert only(out, kit)["result"] == {"minimum-difficulty": False}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on_job re-sends set_difficulty with an unchanged value when vardiff's step "
-    "lands below the session's minimum-difficulty floor (vardiff's own difficulty drifts "
-    "below the floor and every retarget re-announces the floor)",
-)
 def test_minimum_difficulty_floor_does_not_resend_unchanged_difficulty(kit: Kit) -> None:
     ctx = kit.ctx()
     s, _ = kit.session(ctx, start_difficulty=0.01)
@@ -633,12 +627,6 @@ def test_version_bits_without_negotiation_are_rejected(kit: Kit) -> None:
     assert_error(out, kit, ErrorCode.OTHER, "outside the negotiated mask")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: validate_share ignores version_bits '00000000' (treats rolled == 0 as "
-    "'not rolled'), so a template version with bits inside the mask is not cleared as BIP 310 "
-    "requires: version = (job_version & ~mask) | (version_bits & mask)",
-)
 def test_version_bits_zero_clears_masked_template_bits(kit: Kit) -> None:
     # A template that signals a deployment on bit 13 (inside the BIP 320 range).
     ctx = kit.ctx(version=0x20002000)

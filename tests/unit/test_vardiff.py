@@ -244,11 +244,6 @@ def test_capped_at_network_difficulty(network: int, excess: float) -> None:
     assert vd.difficulty == network
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Vardiff.retarget rounds to 4 significant digits after clamping, so a cap at "
-    "a network difficulty like 1.015625 becomes 1.016: more than a block is asked for",
-)
 def test_cap_is_not_exceeded_by_rounding() -> None:
     rules = VardiffRules()
     vd = Vardiff(rules, 1.0, 0.0)
@@ -274,12 +269,6 @@ def test_regtest_fast_miner_runs_up_to_the_maximum() -> None:
     assert vd.difficulty == 50.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Vardiff.retarget returns early inside the variance band before applying the "
-    "ceiling, so a difficulty above a network difficulty that dropped is never brought down "
-    "while the miner's share rate is on target (the miner then discards block solutions)",
-)
 def test_network_drop_below_current_difficulty_is_applied_even_inside_band() -> None:
     rules = VardiffRules()
     vd = Vardiff(rules, 2000.0, 0.0)

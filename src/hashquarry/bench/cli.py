@@ -112,6 +112,9 @@ def stratum(
     loadgen_processes: Annotated[
         int, typer.Option(min=1, help="at least this many load generators")
     ] = 1,
+    accounting: Annotated[
+        bool, typer.Option(help="our pool with its durable share log and accounting")
+    ] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep logs and templates here")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -135,6 +138,7 @@ def stratum(
         only=parse_only(only), target=parse_target(target), target_pid=target_pid,
         node_rpc=node_rpc, node_zmq=node_zmq, difficulty=difficulty, user=user,
         password=password, loadgen_processes=loadgen_processes, workdir=workdir,
+        accounting=accounting,
         keep_workdir=workdir is not None,
     )  # fmt: skip
     opts = BenchOptions.smoke_sized(**kw) if smoke else BenchOptions(**kw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +55,9 @@ class PoolSpec:
     static_template: Path | None = None
     processes: int = 1
     metrics_port: int | None = None
+    # The durable share log and accounting (acks wait for the fsync); the pool refuses
+    # it with --processes > 1 for now, so several front ends run without it.
+    accounting: bool = True
 
 
 def free_port() -> int:
@@ -101,6 +105,7 @@ class PoolProcess:
             env["HASHQUARRY_NODE__STATIC_TEMPLATE"] = str(s.static_template)
         if s.metrics_port is not None:
             env["HASHQUARRY_METRICS__PORT"] = str(s.metrics_port)
+        env["HASHQUARRY_ACCOUNTING__ENABLED"] = "true" if s.accounting else "false"
         return env
 
     def command(self) -> list[str]:
@@ -110,7 +115,12 @@ class PoolProcess:
         return cmd
 
     def start(self, timeout: float = 60.0) -> PoolProcess:
-        (self.workdir / "pool-data").mkdir(parents=True, exist_ok=True)
+        data = self.workdir / "pool-data"
+        if data.exists():
+            shutil.rmtree(data)  # every pool starts on an empty store and share log
+        data.mkdir(parents=True)
+        if self.spec.accounting:
+            self._migrate()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), env=self.env(), stdin=subprocess.DEVNULL, stdout=log,
@@ -131,6 +141,16 @@ class PoolProcess:
                 raise PoolStartError(f"the pool did not listen within {timeout:.0f} s")
             time.sleep(0.1)
         return self
+
+    def _migrate(self) -> None:
+        with open(self.log_path, "ab") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "hashquarry", "db", "upgrade"], env=self.env(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=180,
+                check=False,
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise PoolStartError(f"`hashquarry db upgrade` failed:\n{self._tail()}")
 
     def _tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-2000:]

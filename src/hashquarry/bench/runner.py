@@ -70,6 +70,7 @@ class BenchOptions:
     user: str = "bench"
     password: str | None = None
     max_inflight: int = 32
+    accounting: bool = True
     loadgen_processes: int = 1
     workdir: Path | None = None
     keep_workdir: bool = False
@@ -100,6 +101,7 @@ class Target:
     pid: int | None
     label: str
     metrics_port: int | None = None
+    accounting: bool | None = None  # None: unknown (another pool)
 
     def sample(self) -> TreeSample | None:
         return sample_tree(self.pid) if self.pid else None
@@ -193,12 +195,15 @@ class BenchEnv:
             static_template=static_template,
             processes=processes,
             metrics_port=free_port() if metrics else None,
+            accounting=self.opts.accounting and processes == 1,
         )
         proc = PoolProcess(spec, self.workdir, name).start()
+        source = "static template" if static_template else f"{chain} node"
+        accounting = "share log + accounting" if spec.accounting else "no accounting"
         try:
             yield Target(
-                "127.0.0.1", proc.port, proc.pid, f"hashquarry ({chain} node)",
-                metrics_port=spec.metrics_port,
+                "127.0.0.1", proc.port, proc.pid, f"hashquarry ({source}, {accounting})",
+                metrics_port=spec.metrics_port, accounting=spec.accounting,
             )  # fmt: skip
         finally:
             proc.stop()

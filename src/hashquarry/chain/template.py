@@ -72,7 +72,13 @@ def parse_template(gbt: dict[str, Any]) -> Template:
     version = _field(gbt, "version", int)
     prev = _hex(_field(gbt, "previousblockhash", str), "previousblockhash", 32)[::-1]
     bits = int.from_bytes(_hex(_field(gbt, "bits", str), "bits", 4), "big")
-    target = int(gbt["target"], 16) if isinstance(gbt.get("target"), str) else bits_to_target(bits)
+    if isinstance(gbt.get("target"), str):
+        target = int.from_bytes(_hex(gbt["target"], "target", 32), "big")
+    else:
+        try:
+            target = bits_to_target(bits)
+        except ValueError as exc:
+            raise TemplateError(f"template field 'bits': {exc}") from None
     curtime = _field(gbt, "curtime", int)
     mintime = gbt.get("mintime", curtime)
     if not isinstance(mintime, int):

@@ -121,7 +121,9 @@ def validate_share(
         return _reject(ShareResult.DUPLICATE, ErrorCode.DUPLICATE, "duplicate share")
 
     version = (
-        (template.version & ~version_mask) | (rolled & version_mask) if rolled else template.version
+        (template.version & ~version_mask) | (rolled & version_mask)
+        if sub.version_bits is not None
+        else template.version
     )
     coinbase_hash = sha256d(job.coinbase.assemble(extranonce))
     merkle = merkle_root_from_branch(coinbase_hash, template.branch)
@@ -130,7 +132,8 @@ def validate_share(
     digest = sha256d(header)
     value = int.from_bytes(digest, "little")
     actual = DIFF1_TARGET / value if value else float("inf")
-    if value > share_target:
+    is_block = value <= template.target
+    if value > share_target and not is_block:
         return _reject(
             ShareResult.LOW_DIFFICULTY,
             ErrorCode.LOW_DIFFICULTY,
@@ -145,7 +148,7 @@ def validate_share(
         code=None,
         reason="",
         hash=digest,
-        is_block=value <= template.target,
+        is_block=is_block,
         # Work replaced by a newer template on the same block: still valid, but worth less.
         delayed=latest_template is not None and job.template is not latest_template,
         header=header,

@@ -360,13 +360,15 @@ class Session:
         if self.fixed_difficulty is None and not first:
             new = self.vardiff.retarget(now, job.network_difficulty)
             if new is not None:
-                self.pending_difficulty = max(new, self.min_difficulty)
+                new = max(new, self.min_difficulty)
+                self.vardiff.difficulty = new  # keep vardiff's estimate at what is really asked
+                self.pending_difficulty = new
         if self.next_extranonce1 is not None:
             self.extranonce1 = self.next_extranonce1
             self.next_extranonce1 = None
-        if self.pending_difficulty is not None:
-            self.difficulty = self.pending_difficulty
-            self.pending_difficulty = None
+        pending, self.pending_difficulty = self.pending_difficulty, None
+        if pending is not None and pending != self.difficulty:
+            self.difficulty = pending
             parts.append(_notification("mining.set_difficulty", [self.difficulty]))
         elif first:
             parts.append(_notification("mining.set_difficulty", [self.difficulty]))

@@ -81,9 +81,9 @@ class Vardiff:
         self.window_start = now
         self.count = 0
         if abs(ratio - 1.0) <= r.variance:
-            return None
+            ratio = 1.0  # no move, but a lowered ceiling still applies below
         ratio = min(MAX_STEP_UP, max(MAX_STEP_DOWN, ratio))
-        new = round_difficulty(r.clamp(self.difficulty * ratio, network_difficulty))
+        new = r.clamp(round_difficulty(self.difficulty * ratio), network_difficulty)
         if new == self.difficulty:
             return None
         self.difficulty = new
