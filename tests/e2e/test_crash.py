@@ -78,7 +78,8 @@ async def _port_open(port: int, timeout: float = 30) -> None:
 async def test_kill_9_loses_no_acknowledged_share(difficulty1: RegtestNode, tmp_path: Path) -> None:
     port = _free_port()
     env = _env(difficulty1, tmp_path, port)
-    subprocess.run(
+    await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "hashquarry", "db", "upgrade"],
         env=env,
         check=True,
