@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hashquarry.accounting.aggregate import FoundBlock, utc_day
@@ -31,7 +31,7 @@ from hashquarry.store import models as m
 
 POOL_ACCOUNT = "__pool__"
 BLOCK_SCHEMES = ("pplns", "prop", "solo")
-FETCH = 50_000
+FETCH = 200_000
 
 
 async def mode_resolver(conn: AsyncConnection, coin: str, default: str) -> Any:
@@ -59,27 +59,40 @@ async def mode_resolver(conn: AsyncConnection, coin: str, default: str) -> Any:
     return mode_of
 
 
-async def _window_newest_first(conn: AsyncConnection, coin: str, upto_seq: int, window: int):
-    """Stream (account, difficulty) newest first until the window is covered."""
+_WINDOW_SQL = text(
+    "SELECT seq, account, difficulty FROM shares WHERE coin = :coin AND seq < :before "
+    "ORDER BY seq DESC LIMIT :limit"
+)
+
+
+async def _window_newest_first(
+    conn: AsyncConnection, coin: str, upto_seq: int, window: int
+) -> list[tuple[str, float]]:
+    """(account, difficulty) newest first, at least covering the window (or all there is).
+
+    Plain text SQL and whole batches: at a million shares, per-row ORM objects and
+    per-row awaits would dominate the time.
+    """
+    out: list[tuple[str, float]] = []
     covered = 0
-    last = upto_seq + 1
+    before = upto_seq + 1
+    weight_of: dict[float, int] = {}
     while covered < window:
         rows = (
-            await conn.execute(
-                select(m.shares.c.seq, m.shares.c.account, m.shares.c.difficulty)
-                .where(m.shares.c.coin == coin, m.shares.c.seq < last)
-                .order_by(m.shares.c.seq.desc())
-                .limit(FETCH)
-            )
+            await conn.execute(_WINDOW_SQL, {"coin": coin, "before": before, "limit": FETCH})
         ).all()
         if not rows:
-            return
-        for seq, account, difficulty in rows:
-            yield account, difficulty
-            covered += share_weight(difficulty)
-            last = seq
+            break
+        for _seq, account, difficulty in rows:
+            out.append((account, difficulty))
+            w = weight_of.get(difficulty)
+            if w is None:
+                w = weight_of[difficulty] = share_weight(difficulty)
+            covered += w
             if covered >= window:
-                return
+                break
+        before = rows[-1][0]
+    return out
 
 
 async def block_credits(
@@ -105,7 +118,7 @@ async def block_credits(
             return solo_credits(b.account, b.income, fee_bps)
         return prop_credits(weights, b.income, fee_bps, eligible)
     window = pplns_window_weight(pplns_n, b.network_difficulty)
-    shares = [s async for s in _window_newest_first(conn, b.coin, b.seq, window)]
+    shares = await _window_newest_first(conn, b.coin, b.seq, window)
     if not shares:
         return solo_credits(b.account, b.income, fee_bps)
     return pplns_credits(shares, window, b.income, fee_bps, eligible)

@@ -138,19 +138,11 @@ async def write_batch(
         replace=["last_host"],
     )
     if batch.shares:
-        await conn.execute(
-            insert(m.shares),
-            [
-                {
-                    "seq": s[0],
-                    "coin": s[1],
-                    "time": s[2],
-                    "account": s[3],
-                    "worker": s[4],
-                    "difficulty": s[5],
-                }
-                for s in batch.shares
-            ],
+        # The bulk of a flush: plain tuples through the driver, no per-row dicts.
+        marks = ", ".join(_placeholders(conn, 6))
+        await conn.exec_driver_sql(
+            f"INSERT INTO shares (seq, coin, time, account, worker, difficulty) VALUES ({marks})",
+            batch.shares,
         )
     await _rounds(conn, batch.rounds.values())
     await _shifts(conn, batch.shifts.values())
@@ -176,6 +168,17 @@ async def write_batch(
         add=["nano", "fee_nano", "tx_fee_nano", "accepted_diff"],
     )
     await set_state(conn, APPLIED_SEQ, batch.last_seq)
+
+
+def _placeholders(conn: AsyncConnection, n: int) -> list[str]:
+    style = conn.dialect.paramstyle
+    if style == "qmark":
+        return ["?"] * n
+    if style in ("numeric_dollar", "dollar"):
+        return [f"${i + 1}" for i in range(n)]
+    if style == "format":
+        return ["%s"] * n
+    raise RuntimeError(f"unsupported paramstyle {style}")
 
 
 def _agg(a: Any) -> dict[str, Any]:

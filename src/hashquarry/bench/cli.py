@@ -142,7 +142,9 @@ def stratum(
         keep_workdir=workdir is not None,
     )  # fmt: skip
     opts = BenchOptions.smoke_sized(**kw) if smoke else BenchOptions(**kw)
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # CI logs: one wide table rather than wrapped cells
     err = Console(stderr=True)
     figures, meta = run(opts, progress=lambda msg: err.print(f"[dim]… {msg}[/]"))
 

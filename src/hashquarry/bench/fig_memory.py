@@ -70,5 +70,10 @@ def figure_memory(env: BenchEnv) -> Figure:
             )  # fmt: skip
         else:
             fig.add(case, "pool RSS per connection", None, "KiB", note="no --target-pid")
+        if after is not None and len(after.pids) < processes:
+            fig.notes.append(
+                f"{case}: only {len(after.pids)} of {processes} pool processes were running "
+                f"(see {env.workdir}/pool-idle-{count}.log)"
+            )
         fig.data[case] = data
     return fig

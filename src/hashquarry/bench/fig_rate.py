@@ -82,6 +82,7 @@ def run_rate(env: BenchEnv, target: Target, *, connections: int, rate: float) ->
         for code, n in r["rejected"].items():
             rejected[code] = rejected.get(code, 0) + n
     out: dict[str, Any] = {
+        "pool": target.label,
         "connections": conn["ready"],
         "connect_errors": conn["errors"],
         "branch_length": conn.get("branch_length"),
@@ -179,7 +180,7 @@ def figure_rate(env: BenchEnv) -> Figure:
             fig.notes.append(f"expected branch length 12, the notify had {r['branch_length']}")
         fig.data[case] = r
         _rate_rows(fig, case, r, targets=branch in (12, -1))
-        fig.notes.append(f"{case}: work from the {source}")
+        fig.notes.append(f"{case}: work from the {source}; pool under test: {r['pool']}")
         if r["accepted_per_second"] < 0.97 * o.rate:
             fig.notes.append(
                 f"{case}: the pool accepted {r['accepted_per_second']:,.0f}/s of the "
@@ -218,6 +219,7 @@ def figure_ack(env: BenchEnv) -> Figure:
         "shares/s",
         note=f"offered {o.ack_rate:,.0f}/s",
     )
+    fig.notes.append(f"pool under test: {r['pool']}")
     fig.notes.append(
         "time from the submit line written to its answer read, in the load generator "
         "(includes its own scheduling delay, so an upper bound)"

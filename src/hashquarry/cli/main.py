@@ -25,6 +25,25 @@ node_app = typer.Typer(help="Run a coin node for trying the pool.", no_args_is_h
 app.add_typer(node_app, name="node")
 db_app = typer.Typer(help="The store: migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    shares: Annotated[int, typer.Option(min=1000, help="shares to ingest")] = 200_000,
+    window: Annotated[int, typer.Option(min=1000, help="PPLNS window in shares")] = 1_000_000,
+) -> None:
+    """Share-log + aggregate ingest rate, and PPLNS payout time over a large window."""
+    from hashquarry.bench.ingest import bench_ingest as run_ingest
+    from hashquarry.bench.ingest import bench_pplns
+
+    setup_logging("WARNING")
+    result = {
+        "ingest": asyncio.run(run_ingest(shares)),
+        "pplns": asyncio.run(bench_pplns(window)),
+    }
+    typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 
 def store_url(settings: Settings) -> str:
