@@ -172,3 +172,27 @@ def _wait_port(port: int, timeout: float = 30) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError(f"port {port} never opened")
+
+
+def test_demo_command_runs_and_reports() -> None:
+    """The README's first command, as a user runs it, for a short while."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hashquarry", "demo", "--seconds", "20"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in (
+        "shares_accepted",
+        "shares_rejected",
+        "blocks_found",
+        "blocks_accepted",
+        "height",
+        "blocks_confirmed",
+    ):
+        assert key in report, report
+    assert report["shares_accepted"] > 0
+    assert report["blocks_accepted"] > 0
+    assert report["height"] >= report["blocks_accepted"] + 1

@@ -58,6 +58,16 @@ def parse_ints(text: str, name: str) -> list[int]:
     return values
 
 
+def parse_branches(text: str) -> list[int]:
+    try:
+        values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise typer.BadParameter("--branches: 0, 12 or both") from None
+    if not values or any(v not in (0, 12) for v in values):
+        raise typer.BadParameter("--branches: 0, 12 or both")
+    return values
+
+
 def parse_target(text: str | None) -> tuple[str, int] | None:
     if text is None:
         return None
@@ -85,6 +95,7 @@ def stratum(
         int | None, typer.Option(min=1, help="blocks per size (figures 3, 4)")
     ] = None,
     only: Annotated[str | None, typer.Option(help="figures to run, e.g. 1,3")] = None,
+    branches: Annotated[str, typer.Option(help="figure 1 merkle branch lengths (0, 12)")] = "0,12",
     smoke: Annotated[
         bool, typer.Option(help="tiny sizes, every figure in well under a minute")
     ] = False,
@@ -132,6 +143,7 @@ def stratum(
         "blocks": blocks,
         "idle": parse_idle(idle) if idle else None,
         "miners": parse_ints(miners, "--miners") if miners else None,
+        "branches": tuple(parse_branches(branches)),
     }  # fmt: skip
     kw: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     kw.update(

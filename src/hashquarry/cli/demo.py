@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,11 +20,16 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
+from hashquarry.accounting import stats as read_models
+from hashquarry.accounting.ledger import Balance, balances
 from hashquarry.chain.regtest import RegtestNode
 from hashquarry.config import load_settings
 from hashquarry.pool import Pool
+from hashquarry.store.engine import default_url, make_engine
+from hashquarry.store.migrate import upgrade_async
 
 ACCOUNTS = ("alice", "bob")
+MATURITY = 10
 
 
 def _miner_cmd(url: str, users: list[str], seconds: float | None) -> list[str]:
@@ -32,7 +41,23 @@ def _miner_cmd(url: str, users: list[str], seconds: float | None) -> list[str]:
     return cmd
 
 
-def _table(pool: Pool, height: int, started: float, node_ok: bool, api: str) -> Group:
+async def _ledger(pool: Pool) -> tuple[dict[str, Balance], Counter[str]]:
+    if pool.accounting is None:
+        return {}, Counter()
+    async with pool.accounting.engine.connect() as conn:
+        bal = await balances(conn, pool.settings.pool.coin, time.time())
+        rows = await read_models.blocks(conn, pool.settings.pool.coin, limit=10_000)
+    return bal, Counter(r["status"] for r in rows)
+
+
+def _table(
+    pool: Pool,
+    height: int,
+    started: float,
+    node_ok: bool,
+    api: str,
+    ledger: tuple[dict[str, Balance], Counter[str]],
+) -> Group:
     now = time.time()
     stats = pool.stats
     t = Table(title=f"hashquarry demo — regtest, {now - started:.0f} s", title_justify="left")
@@ -59,11 +84,26 @@ def _table(pool: Pool, height: int, started: float, node_ok: bool, api: str) -> 
     for name in sorted(online | set(stats.per_worker)):
         acc, rej = stats.per_worker.get(name, [0, 0])
         w.add_row(name, "yes" if name in online else "no", str(acc), str(rej))
-    return Group(t, w)
+    bal, statuses = ledger
+    t.add_row(
+        "blocks by status (store)", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    )
+    b = Table(title=f"balances (PPLNS, maturity {MATURITY} confirmations)", title_justify="left")
+    for col in ("account", "immature", "balance"):
+        b.add_column(col, justify="left" if col == "account" else "right")
+    for account in sorted(bal):
+        b.add_row(
+            account,
+            f"{bal[account].immature_balance / 1e8:.8f}",
+            f"{bal[account].balance / 1e8:.8f}",
+        )
+    return Group(t, w, b)
 
 
 async def _demo(seconds: float | None, miner_processes: int, console: Console) -> dict[str, Any]:
     node = RegtestNode()
+    data_dir = Path(tempfile.mkdtemp(prefix="hashquarry-demo-"))
+    store = None
     console.print("[bold]starting a regtest node[/bold] (first run downloads it once)…")
     await asyncio.to_thread(node.start)
     procs: list[asyncio.subprocess.Process] = []
@@ -84,8 +124,21 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
                 "ports": [{"port": 0, "difficulty": 0.0002, "host": "127.0.0.1"}],
                 "vardiff": {"target_interval": 3.0, "retarget_window": 15.0},
             },
+            data_dir=data_dir,
+            # Regtest's network difficulty is below one share: a huge N makes the
+            # PPLNS window span the last few dozen shares, as N=2 does on mainnet.
+            accounting={
+                "scheme": "pplns",
+                "pplns_n": 1e8,
+                "maturity": MATURITY,
+                "tracker_interval": 2.0,
+                "shift_span": 0.01,
+            },
         )
-        pool = Pool(settings)
+        url_db = default_url(data_dir)
+        await upgrade_async(url_db)
+        store = make_engine(url_db)
+        pool = Pool(settings, store=store)
         await pool.start()
         url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
         console.print(f"pool paying {address}, stratum at {url}")
@@ -121,7 +174,10 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
                 with contextlib.suppress(Exception):
                     height = await pool.rpc.call("getblockcount", retries=0)
                 if live is not None:
-                    live.update(_table(pool, height, started, pool.feed.node_ok, url), refresh=True)
+                    ledger = await _ledger(pool)
+                    live.update(
+                        _table(pool, height, started, pool.feed.node_ok, url, ledger), refresh=True
+                    )
                 elif time.time() - last_print >= 5:
                     last_print = time.time()
                     s = pool.stats
@@ -149,8 +205,12 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
         # Let in-flight block submissions finish before counting.
         await asyncio.sleep(0.5)
         height = await pool.rpc.getblockcount()
+        bal, statuses = await _ledger(pool)
         stats = pool.stats
         return {
+            "blocks_confirmed": statuses.get("confirmed", 0),
+            "immature_total": sum(b.immature_balance for b in bal.values()),
+            "balance_total": sum(b.balance for b in bal.values()),
             "shares_accepted": stats.accepted,
             "shares_rejected": stats.rejected,
             "rejected_by": dict(stats.rejected_by),
@@ -170,7 +230,10 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
                     p.kill()
         if pool is not None:
             await pool.stop()
+        if store is not None:
+            await store.dispose()
         await asyncio.to_thread(node.close)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run_demo(seconds: float | None, miner_processes: int = 2) -> dict[str, Any]:
