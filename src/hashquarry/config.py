@@ -178,6 +178,26 @@ class AccountingConfig(_Section):
     tracker_interval: float = Field(5.0, gt=0, le=600, description="block confirmations poll")
 
 
+class PayoutsConfig(_Section):
+    enabled: bool = Field(True, description="pay balances automatically through the wallet")
+    interval: float = Field(3600.0, gt=0, description="seconds between automatic payouts")
+    fee_policy: str = Field("pool", pattern="^(pool|deducted)$", description="who pays the tip")
+    minconf: int = Field(1, ge=0, le=1000, description="wallet coins used need this many")
+    confirmations: int = Field(1, ge=1, le=1000, description="a payout counts as confirmed")
+    address_threshold: int = Field(
+        1_000_000, ge=1, description="threshold for address-mode miners, base units"
+    )
+
+
+class AccountsConfig(_Section):
+    require_registration: bool = Field(
+        False, description="only mining users created with `hashquarry user add` may mine"
+    )
+    allow_address_mode: bool = Field(
+        True, description="miners may use a payout address as their user name"
+    )
+
+
 class StoreConfig(_Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite+aiosqlite in the data directory"
@@ -207,6 +227,8 @@ class Settings(BaseSettings):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    payouts: PayoutsConfig = Field(default_factory=PayoutsConfig)
+    accounts: AccountsConfig = Field(default_factory=AccountsConfig)
     data_dir: Path = Path("data")
     log_level: str = "INFO"
 

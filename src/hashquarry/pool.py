@@ -13,12 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hashquarry import metrics
 from hashquarry.accounting.service import Accounting
+from hashquarry.accounts.service import AccountsService
 from hashquarry.chain.address import address_to_script, network
 from hashquarry.chain.feed import StaticTemplateFeed, TemplateFeed
 from hashquarry.chain.hashing import hash_to_hex
 from hashquarry.chain.rpc import NodeError, NodeRpc
 from hashquarry.chain.template import Template
 from hashquarry.config import Settings
+from hashquarry.payouts.engine import PayoutEngine
+from hashquarry.payouts.service import build_engine as build_payout_engine
+from hashquarry.payouts.service import payout_loop
 from hashquarry.shares.events import ShareEvent
 from hashquarry.shares.validate import Verdict, block_bytes
 from hashquarry.stratum.defences import BanRules
@@ -97,6 +101,13 @@ class Pool:
     ) -> None:
         """`store` (an engine on a migrated store) turns on durable accounting."""
         self.settings = settings
+        self.accounts: AccountsService | None = None
+        if store is not None:
+            self.accounts = AccountsService.from_settings(store, settings)
+            if authorizer is None and settings.accounts.require_registration:
+                authorizer = self.accounts.stratum_authorizer(
+                    allow_address_mode=settings.accounts.allow_address_mode
+                )
         net = network(settings.pool.network)
         node = settings.node
         self.rpc = NodeRpc(
@@ -163,19 +174,33 @@ class Pool:
                 log_dir=settings.data_dir / "sharelog",
                 rpc=self.rpc if node.static_template is None else None,
             )
+        self.payouts: PayoutEngine | None = None
+        if store is not None and settings.payouts.enabled and node.static_template is None:
+            self.payouts = build_payout_engine(settings, store, self.rpc)
         self.stats = PoolStats()
         self.ports: list[int] = []
         self.share_listeners: list[asyncio.Queue[ShareEvent]] = []
         self._block_tasks: set[asyncio.Task[None]] = set()
+        self._payout_task: asyncio.Task[None] | None = None
+        self._accounts_task: asyncio.Task[None] | None = None
 
     async def start(self, wait_for_template: float | None = 30.0, reuse_port: bool = False) -> None:
         if self.accounting is not None:
             await self.accounting.start()
+        if self.accounts is not None:
+            await self.accounts.refresh_cache()
+            self._accounts_task = asyncio.create_task(
+                self.accounts.keep_cache_fresh(5.0), name="accounts-cache"
+            )
         await self.feed.start()
         if wait_for_template and not await self.feed.wait_ready(wait_for_template):
             log.warning(
                 "no template yet (%s); miners will get work when the node answers",
                 self.feed.last_error,
+            )
+        if self.payouts is not None:
+            self._payout_task = asyncio.create_task(
+                payout_loop(self.payouts, self.settings.payouts.interval), name="payouts"
             )
         for p in self.settings.stratum.ports:
             self.ports.append(
@@ -183,6 +208,11 @@ class Pool:
             )
 
     async def stop(self) -> None:
+        for task in (self._payout_task, self._accounts_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.server.close()
         await self.feed.stop()
         if self._block_tasks:

@@ -13,7 +13,10 @@ Without a server the postgresql tests are skipped, with the reason. They fail in
 when the server was asked for and cannot be reached: when `HASHQUARRY_TEST_PG_URL` is
 set, and whenever the `CI` environment variable is set (CI must run the PostgreSQL suite).
 
-`engine` is `store_url` migrated with `upgrade_async` and opened with `make_engine`.
+`engine` is a fresh database migrated to head, opened with `make_engine`. On SQLite
+each test migrates its own file with `upgrade_async`. On PostgreSQL that costs half a
+second per test, so the session migrates one template database with the same code and
+every test's database is `CREATE DATABASE ... TEMPLATE` of it (a file copy).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import functools
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hashquarry.store.engine import make_engine
-from hashquarry.store.migrate import upgrade_async
+from hashquarry.store.migrate import upgrade, upgrade_async
 
 PG_URL_ENV = "HASHQUARRY_TEST_PG_URL"
 LOCAL_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -103,12 +106,14 @@ def pg_server() -> PgServer | PgUnavailable:
     return server
 
 
-async def _create_database(server: PgServer) -> str:
+async def _create_database(server: PgServer, template: str | None = None) -> str:
     name = f"hq_test_{secrets.token_hex(6)}"
     conn = await asyncpg.connect(**server.connect_args(), timeout=PROBE_TIMEOUT)
     try:
         # CREATE/DROP DATABASE cannot run inside a transaction: asyncpg, autocommit.
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(
+            f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+        )
     finally:
         await conn.close()
     return name
@@ -122,30 +127,77 @@ async def _drop_database(server: PgServer, name: str) -> None:
         await conn.close()
 
 
+class PgTemplates:
+    """Migrated template databases, made on first use and dropped at the end of the session."""
+
+    def __init__(self) -> None:
+        self.made: dict[PgServer, str] = {}
+
+    def migrated(self, server: PgServer) -> str:
+        """The template's name (blocking: call it from a worker thread)."""
+        if server not in self.made:
+            name = asyncio.run(_create_database(server))
+            self.made[server] = name
+            upgrade(server.url_for(name))  # Alembic runs its own event loop
+        return self.made[server]
+
+    def drop_all(self) -> None:
+        for server, name in self.made.items():
+            asyncio.run(_drop_database(server, name))
+        self.made.clear()
+
+
+@pytest.fixture(scope="session")
+def pg_templates() -> Iterator[PgTemplates]:
+    templates = PgTemplates()
+    yield templates
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(templates.drop_all).result()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, unmigrated database URL on each backend."""
+def backend(request: pytest.FixtureRequest) -> PgServer | None:
+    """None for SQLite; the server for PostgreSQL (or skip / fail, see the module doc)."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-        return
+        return None
     server = pg_server()
     if isinstance(server, PgUnavailable):
         if server.must_fail:
             pytest.fail(f"the PostgreSQL store suite must run here: {server.reason}")
         pytest.skip(server.reason)
-    name = await _create_database(server)
-    try:
-        yield server.url_for(name)
-    finally:
-        await _drop_database(server, name)
+    return server
 
 
 @pytest.fixture
-async def engine(store_url: str) -> AsyncIterator[AsyncEngine]:
-    """The store at `store_url`, migrated to head."""
-    await upgrade_async(store_url)
-    eng = make_engine(store_url)
+async def store_url(backend: PgServer | None, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty (unmigrated) database URL on each backend."""
+    if backend is None:
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    name = await _create_database(backend)
+    try:
+        yield backend.url_for(name)
+    finally:
+        await _drop_database(backend, name)
+
+
+@pytest.fixture
+async def engine(
+    backend: PgServer | None, tmp_path: Path, pg_templates: PgTemplates
+) -> AsyncIterator[AsyncEngine]:
+    """A fresh database migrated to head on each backend."""
+    name: str | None = None
+    if backend is None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        await upgrade_async(url)
+    else:
+        template = await asyncio.to_thread(pg_templates.migrated, backend)
+        name = await _create_database(backend, template)
+        url = backend.url_for(name)
+    eng = make_engine(url)
     try:
         yield eng
     finally:
         await eng.dispose()
+        if backend is not None and name is not None:
+            await _drop_database(backend, name)

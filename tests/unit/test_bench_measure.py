@@ -14,12 +14,14 @@ import pytest
 from hashquarry.bench.loadgen import error_code, handshake
 from hashquarry.bench.measure import (
     ProcessGone,
+    parse_schedstat,
     parse_stat,
     parse_status_rss_kib,
     percentile,
     process_tree,
     read_rss_kib,
     read_stat,
+    runqueue_wait_seconds,
     sample_tree,
     self_cpu_seconds,
     summarize,
@@ -98,6 +100,13 @@ def test_rss_of_this_process() -> None:
     assert rss > 1024  # a Python process is more than 1 MiB
     assert abs(read_rss_kib(os.getpid()) - rss) < 64 * 1024
     assert parse_status_rss_kib("Name:\tzombie\nState:\tZ (zombie)\n") == 0
+
+
+def test_schedstat() -> None:
+    assert parse_schedstat("583788 63084 1\n") == (583788, 63084)
+    wait = runqueue_wait_seconds(os.getpid())
+    assert 0 <= wait < 3600
+    assert sample_tree(os.getpid()).wait_seconds >= wait
 
 
 def test_process_tree_includes_children() -> None:

@@ -206,10 +206,21 @@ class Accounting:
     def _scheme_for_block(self, block: FoundBlock) -> str:
         return self.cfg.scheme
 
+    async def reload_modes(self) -> None:
+        """Settle-mode switches made while running apply to per-share PPS accrual too."""
+        assert self.agg is not None
+        async with self.engine.connect() as conn:
+            mode_of = await mode_resolver(conn, self.coin, self.cfg.scheme)
+        self.agg.mode_of = lambda _coin, account, t: mode_of(account, t)
+
     async def _flush_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self.cfg.flush_interval)
+            ticks += 1
             try:
+                if ticks % 30 == 0:
+                    await self.reload_modes()
                 await self.flush()
             except Exception:
                 log.exception("accounting flush failed; will retry")

@@ -102,7 +102,7 @@ async def history(
     bucket = t.c.minute * 60 - (t.c.minute * 60) % interval
     q = select(
         bucket, func.sum(t.c.accepted_diff), func.sum(t.c.stale_diff), func.sum(t.c.delayed_diff)
-    ).where(t.c.minute >= int(first // 60), t.c.minute < int(end // 60))
+    ).where(t.c.minute >= int(first // 60), t.c.minute * 60 < end)
     q = _where(q, t, coin, account, worker).group_by(bucket)
     got = {int(r[0]): r for r in (await conn.execute(q)).all()}
     out = []

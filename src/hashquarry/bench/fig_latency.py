@@ -28,7 +28,7 @@ from hashquarry.bench.report import Figure, check
 from hashquarry.miner.work import prevhash_to_notify
 
 if TYPE_CHECKING:
-    from hashquarry.bench.runner import BenchEnv
+    from hashquarry.bench.runner import BenchEnv, Target
 
 REACH_TIMEOUT = 15.0
 SUBMIT_HISTOGRAM = "hashquarry_block_submit_seconds"
@@ -57,7 +57,9 @@ def figure_broadcast(env: BenchEnv) -> Figure:
                     timeout=60 + count / 200,
                 )  # fmt: skip
                 ready = conn["ready"]
-                blocks = [_one_block(node, address, stamps, group, ready) for _ in range(o.blocks)]
+                blocks = [
+                    _one_block(node, address, stamps, group, ready, t) for _ in range(o.blocks)
+                ]
                 group.all({"cmd": "close"}, 120)
             lasts = [b["last_ms"] for b in blocks if b["last_ms"] is not None]
             summary = summarize(lasts)
@@ -81,6 +83,15 @@ def figure_broadcast(env: BenchEnv) -> Figure:
             medians = [b["median_ms"] for b in blocks if b["median_ms"] is not None]
             if medians:
                 fig.add(case, "median miner, p50 over blocks", statistics.median(medians), "ms")
+            cpu = [b["pool_cpu_ms"] for b in blocks if "pool_cpu_ms" in b]
+            if cpu:
+                system = statistics.median(
+                    b["pool_system_ms"] for b in blocks if "pool_cpu_ms" in b
+                )
+                fig.add(
+                    case, "pool CPU per new block, p50", statistics.median(cpu), "ms",
+                    note=f"{system:.0f} ms of it in the kernel (socket writes); 10 ms ticks",
+                )  # fmt: skip
             user = [b["user_last_ms"] for b in blocks if b["user_last_ms"] is not None]
             if user:
                 fig.add(
@@ -97,7 +108,10 @@ def figure_broadcast(env: BenchEnv) -> Figure:
     return fig
 
 
-def _one_block(node: Any, address: str, stamps: Any, group: Any, ready: int) -> dict[str, Any]:
+def _one_block(
+    node: Any, address: str, stamps: Any, group: Any, ready: int, target: Target
+) -> dict[str, Any]:
+    before = target.sample()
     called = time.time_ns()
     block_hash = node.call("generatetoaddress", 1, address)[0]
     returned = time.time_ns()
@@ -110,11 +124,21 @@ def _one_block(node: Any, address: str, stamps: Any, group: Any, ready: int) -> 
         if sum(c["received"] for c in counts) >= ready:
             break
         time.sleep(0.05)
+    # Sampled before the final query, so the pool's CPU is that of this one block (plus
+    # a few idle polls): template fetch, job build and the broadcast.
+    after = target.sample()
     replies = group.all({"cmd": "notify_times", "prevhash": prevhash, "forget": True}, 60)
     kernel = [(k - start) / 1e6 for r in replies for k in r["kernel_ns"]]
     user = [(u - start) / 1e6 for r in replies for u in r["user_ns"]]
     time.sleep(0.2)  # let the pool go quiet before the next block
+    cpu: dict[str, float] = {}
+    if before is not None and after is not None:
+        cpu = {
+            "pool_cpu_ms": (after.cpu_seconds - before.cpu_seconds) * 1e3,
+            "pool_system_ms": (after.system_seconds - before.system_seconds) * 1e3,
+        }
     return {
+        **cpu,
         "hash": block_hash, "reached": len(kernel),
         "user_time_fallbacks": sum(r["unstamped"] for r in replies),
         "clock": "zmq" if zmq_ns else "rpc call",

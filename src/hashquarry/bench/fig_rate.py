@@ -103,6 +103,10 @@ def run_rate(env: BenchEnv, target: Target, *, connections: int, rate: float) ->
             "seconds": max(p["seconds"] for p in prep),
         },
         "loadgen_cpu_share": [r["cpu_window_seconds"] / o.seconds for r in replies],
+        # Worst ack per 100 ms over all generators: where the tail comes from.
+        "ack_timeline_max_ms": [
+            max(col) for col in zip(*(r["timeline_max_ms"] for r in replies), strict=True)
+        ],
         "window_seconds": o.seconds,
     }  # fmt: skip
     if before is not None and after is not None:
@@ -111,6 +115,7 @@ def run_rate(env: BenchEnv, target: Target, *, connections: int, rate: float) ->
         out["pool_cores"] = cpu / o.seconds
         out["pool_rss_mib"] = after.rss_kib / 1024
         out["pool_processes"] = len(after.pids)
+        out["pool_cpu_wait_ms"] = (after.wait_seconds - before.wait_seconds) * 1e3
         out["cpu_us_per_share"] = cpu / accepted * 1e6 if accepted else None
     return out
 
@@ -138,6 +143,21 @@ def _rate_rows(fig: Figure, case: str, r: dict[str, Any], *, targets: bool) -> N
         note=(f"pool used {r['pool_cores']:.2f} cores" if "pool_cores" in r
               else "no --target-pid: CPU not measured"),
     )  # fmt: skip
+    if "pool_cpu_wait_ms" in r:
+        fig.add(
+            case,
+            "pool waited for a CPU",
+            r["pool_cpu_wait_ms"],
+            "ms",
+            note=f"runnable without a core, over the {r['window_seconds']:g} s window",
+        )
+    if us:
+        # On a shared machine the pool may not get a whole core; this is what one full
+        # core would carry at the measured cost per share.
+        fig.add(
+            case, "ceiling at one full core (1e6 / CPU per share)", 1e6 / us, "shares/s",
+            note=f"pool CPU use {r['pool_cores']:.2f} cores during the window",
+        )  # fmt: skip
     lg = max(r["loadgen_cpu_share"])
     fig.add(
         case, "load generator CPU (busiest process)", lg * 100, "% of a core",
@@ -182,10 +202,13 @@ def figure_rate(env: BenchEnv) -> Figure:
         _rate_rows(fig, case, r, targets=branch in (12, -1))
         fig.notes.append(f"{case}: work from the {source}; pool under test: {r['pool']}")
         if r["accepted_per_second"] < 0.97 * o.rate:
+            starved = r.get("pool_cores", 1.0) < 0.9
             fig.notes.append(
                 f"{case}: the pool accepted {r['accepted_per_second']:,.0f}/s of the "
                 f"{o.rate:,.0f}/s offered: that is its ceiling here"
-            )
+                + (f", but it got only {r['pool_cores']:.2f} of a core (other load on the "
+                   "machine): read the one-core ceiling" if starved else "")
+            )  # fmt: skip
         else:
             fig.notes.append(
                 f"{case}: everything offered was accepted; the ceiling is higher (raise --rate)"
@@ -219,6 +242,11 @@ def figure_ack(env: BenchEnv) -> Figure:
         "shares/s",
         note=f"offered {o.ack_rate:,.0f}/s",
     )
+    if "pool_cpu_wait_ms" in r:
+        fig.add(
+            case, "pool waited for a CPU", r["pool_cpu_wait_ms"], "ms",
+            note=f"over the {o.seconds:g} s window: other load on the machine delays acks",
+        )  # fmt: skip
     fig.notes.append(f"pool under test: {r['pool']}")
     fig.notes.append(
         "time from the submit line written to its answer read, in the load generator "

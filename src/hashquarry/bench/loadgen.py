@@ -44,6 +44,7 @@ FIRST_SHARE_ID = 100
 MAX_DIFFICULTY = 1e-3
 USER_AGENT = "hashquarry-bench/0.1"
 TICK = 0.004  # seconds between rate-scheduler rounds
+BUCKET_NS = 100_000_000  # ack-latency timeline resolution
 BURST_SECONDS = 0.05  # at most this much unsent rate is carried over (no catch-up bursts)
 
 time_ns = time.time_ns
@@ -72,9 +73,9 @@ class ShareConn(asyncio.Protocol):
     """One miner that submits shares made in advance for the job it was sent."""
 
     __slots__ = (
-        "authorized", "buf", "closed", "difficulty", "extranonce1", "extranonce2_size", "gen",
-        "job", "latest", "maker", "next_extranonce1", "next_id", "password", "pending", "queue",
-        "transport", "waiters", "worker",
+        "authorized", "buf", "closed", "difficulty", "extranonce1", "extranonce2_size", "full",
+        "gen", "job", "latest", "maker", "next_extranonce1", "next_id", "password", "pending",
+        "queue", "transport", "waiters", "worker",
     )  # fmt: skip
 
     def __init__(self, gen: LoadGen, worker: str, password: str) -> None:
@@ -96,6 +97,7 @@ class ShareConn(asyncio.Protocol):
         self.pending: dict[int, int] = {}  # share id -> time_ns it was written
         self.waiters: dict[int, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
         self.next_id = FIRST_SHARE_ID
+        self.full = False  # at max_inflight: out of the rate run's round robin until an ack
 
     @property
     def ready(self) -> bool:
@@ -275,9 +277,16 @@ class ShareConn(asyncio.Protocol):
 class RateRun:
     """Counters of one rate command; the window is where the figures are taken."""
 
-    def __init__(self, window_start: int, window_end: int) -> None:
+    def __init__(self, window_start: int, window_end: int, max_inflight: int) -> None:
         self.w0 = window_start
         self.w1 = window_end
+        self.max_inflight = max_inflight
+        self.room: deque[ShareConn] = deque()  # connections that may send another share
+        # Worst ack latency per 100 ms of send time: periodic stalls (a flush every
+        # second, a sweep) show up here and nowhere in a percentile.
+        self.timeline_max = array.array(
+            "q", bytes(8 * (((window_end - window_start) // BUCKET_NS) + 1))
+        )
         self.sent = 0
         self.sent_window = 0
         self.acks = 0
@@ -302,6 +311,9 @@ class LoadGen:
         if run is None:
             return
         run.acks += 1
+        if conn.full and len(conn.pending) < run.max_inflight:
+            conn.full = False
+            run.room.append(conn)
         if ok:
             run.accepted += 1
             if run.w0 <= now < run.w1:
@@ -312,7 +324,11 @@ class LoadGen:
             if code == 21 and conn.latest is not None and conn.latest is not conn.job:
                 conn.use(conn.latest)
         if run.w0 <= sent < run.w1:
-            run.latency_ns.append(now - sent)
+            latency = now - sent
+            run.latency_ns.append(latency)
+            bucket = (sent - run.w0) // BUCKET_NS
+            if latency > run.timeline_max[bucket]:
+                run.timeline_max[bucket] = latency
 
     # -- commands ------------------------------------------------------------------
 
@@ -397,12 +413,13 @@ class LoadGen:
         conns = [c for c in self.share_conns if c.ready]
         if not conns:
             return {"error": "no ready connections"}
-        run = self.run = RateRun(w0, w1)
+        run = self.run = RateRun(w0, w1, max_inflight)
+        for c in conns:
+            c.full = False
+        run.room.extend(conns)
         self.on_demand = 0
         await asyncio.sleep(max(0.0, (start - time_ns()) / 1e9))
         cpu_at: dict[str, float] = {"start": self_cpu_seconds()}
-        n = len(conns)
-        cursor = 0
         credit = 0.0
         last = time_ns()
         burst = rate * BURST_SECONDS + 1
@@ -416,20 +433,23 @@ class LoadGen:
             if credit > burst:
                 run.held_back += credit - burst
                 credit = burst
-            skipped = 0
-            # Round robin, one share per connection per pass, so the load is even.
-            while credit >= 1 and skipped < n:
-                conn = conns[cursor]
-                cursor = cursor + 1 if cursor + 1 < n else 0
-                if conn.closed or len(conn.pending) >= max_inflight:
-                    skipped += 1
+            # Round robin over the connections with room for another share: one share
+            # each per turn keeps the load even, and a saturated pool (every connection
+            # at max_inflight) costs nothing to skip. on_ack puts a full one back.
+            room = run.room
+            while credit >= 1 and room:
+                conn = room.popleft()
+                if conn.closed:
                     continue
-                skipped = 0
                 conn.send_share()
                 credit -= 1
                 run.sent += 1
                 if w0 <= now < w1:
                     run.sent_window += 1
+                if len(conn.pending) < max_inflight:
+                    room.append(conn)
+                else:
+                    conn.full = True
             await asyncio.sleep(TICK)
         cpu_at.setdefault("w0", cpu_at["start"])
         cpu_at.setdefault("w1", self_cpu_seconds())
@@ -440,11 +460,12 @@ class LoadGen:
             await asyncio.sleep(0.02)
         self.run = None
         return {
-            "connections": n, "sent": run.sent, "sent_window": run.sent_window,
+            "connections": len(conns), "sent": run.sent, "sent_window": run.sent_window,
             "acks": run.acks, "accepted": run.accepted, "accepted_window": run.accepted_window,
             "rejected": dict(run.rejected), "held_back": run.held_back,
             "unanswered": sum(len(c.pending) for c in conns), "on_demand": self.on_demand,
             "latency_ns": base64.b64encode(run.latency_ns.tobytes()).decode(),
+            "timeline_max_ms": [round(v / 1e6, 2) for v in run.timeline_max],
             "cpu_window_seconds": cpu_at["w1"] - cpu_at["w0"],
             "cpu_total_seconds": self_cpu_seconds() - cpu_at["start"],
             "errors": dict(self.errors), "lost": self.lost,

@@ -37,6 +37,14 @@ class ProcStat:
     cstime: int
 
     @property
+    def user_seconds(self) -> float:
+        return (self.utime + self.cutime) / CLOCK_TICKS
+
+    @property
+    def system_seconds(self) -> float:
+        return (self.stime + self.cstime) / CLOCK_TICKS
+
+    @property
     def cpu_seconds(self) -> float:
         return (self.utime + self.stime + self.cutime + self.cstime) / CLOCK_TICKS
 
@@ -87,6 +95,29 @@ def read_rss_kib(pid: int) -> int:
         raise ProcessGone(f"process {pid} is gone") from None
 
 
+def parse_schedstat(text: str) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for one) from /proc/.../schedstat."""
+    on_cpu, waiting, _slices = text.split()[:3]
+    return int(on_cpu), int(waiting)
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but without a CPU (other load on the
+    machine, or more busy threads than cores). Not counted in utime/stime, but it is
+    latency: a figure taken while this grows was taken on a contended machine."""
+    total = 0
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(f"process {pid} is gone") from None
+    for task in tasks:
+        try:
+            total += parse_schedstat((task / "schedstat").read_text())[1]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total / 1e9
+
+
 def _all_stats() -> Iterable[ProcStat]:
     for entry in PROC.iterdir():
         if entry.name.isdigit():
@@ -116,11 +147,13 @@ class TreeSample:
     cpu_seconds: float
     rss_kib: int
     pids: tuple[int, ...]
+    system_seconds: float = 0.0  # the kernel's share of cpu_seconds (syscalls: socket writes)
+    wait_seconds: float = 0.0  # runnable but waiting for a CPU, all threads of the tree
 
 
 def sample_tree(root: int) -> TreeSample:
     read_stat(root)  # raises ProcessGone if the root itself is gone
-    cpu = 0.0
+    cpu = system = wait = 0.0
     rss = 0
     pids: list[int] = []
     for pid in process_tree(root):
@@ -129,11 +162,13 @@ def sample_tree(root: int) -> TreeSample:
             if st.state == "Z":
                 continue
             cpu += st.cpu_seconds
+            system += st.system_seconds
             rss += read_rss_kib(pid)
+            wait += runqueue_wait_seconds(pid)
             pids.append(pid)
         except ProcessGone:
             continue
-    return TreeSample(cpu, rss, tuple(pids))
+    return TreeSample(cpu, rss, tuple(pids), system, wait)
 
 
 def self_cpu_seconds() -> float:

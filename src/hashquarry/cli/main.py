@@ -46,6 +46,14 @@ def bench_ingest(
     typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 
+def load_or_exit(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"hashquarry: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def store_url(settings: Settings) -> str:
     from hashquarry.store.engine import default_url
 
@@ -260,6 +268,18 @@ def demo(
     result = run_demo(seconds=seconds, miner_processes=miners)
     typer.echo(orjson.dumps(result).decode())
 
+
+def _mount() -> None:
+    from hashquarry.accounts.cli import apikey_app, owner_app, user_app
+    from hashquarry.cli.payouts_cmd import payout_app
+
+    app.add_typer(payout_app, name="payout")
+    app.add_typer(owner_app, name="owner")
+    app.add_typer(apikey_app, name="apikey")
+    app.add_typer(user_app, name="user")
+
+
+_mount()
 
 if __name__ == "__main__":
     app()

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from hashquarry.store.engine import make_engine
-from hashquarry.store.models import metadata
+from hashquarry.store.schema import metadata
 
 config = context.config
 target_metadata = metadata

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 08:28:17.168511
+Create Date: 2026-11-21 08:41:11.453123
 """
 
 from __future__ import annotations
@@ -88,6 +88,46 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.create_index("ix_ledger_account", ["coin", "account"], unique=False)
+
+    op.create_table(
+        "owners",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
+    op.create_table(
+        "payout_items",
+        sa.Column("payout_id", sa.String(length=32), nullable=False),
+        sa.Column("account", sa.String(length=128), nullable=False),
+        sa.Column("address", sa.String(length=128), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("paid", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("payout_id", "account"),
+    )
+    with op.batch_alter_table("payout_items", schema=None) as batch_op:
+        batch_op.create_index("ix_payout_items_account", ["account"], unique=False)
+
+    op.create_table(
+        "payouts",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("coin", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("total", sa.BigInteger(), nullable=False),
+        sa.Column("tip", sa.BigInteger(), nullable=False),
+        sa.Column("fee_policy", sa.String(length=16), nullable=False),
+        sa.Column("txid", sa.String(length=64), nullable=True),
+        sa.Column("sent_at", sa.Float(), nullable=True),
+        sa.Column("confirmations", sa.BigInteger(), nullable=False),
+        sa.Column("error", sa.String(length=512), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("payouts", schema=None) as batch_op:
+        batch_op.create_index("ix_payouts_status", ["coin", "status"], unique=False)
 
     op.create_table(
         "pps_accruals",
@@ -217,11 +257,94 @@ def upgrade() -> None:
         sa.Column("invalid", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("coin", "account", "worker"),
     )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("scopes", sa.String(length=512), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("revoked_at", sa.Float(), nullable=True),
+        sa.Column("last_used_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["owners.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("hash"),
+    )
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.create_index("ix_api_keys_owner", ["owner_id"], unique=False)
+        batch_op.create_index("ix_api_keys_prefix", ["prefix"], unique=False)
+
+    op.create_table(
+        "mining_users",
+        sa.Column("name", sa.String(length=15), nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=False),
+        sa.Column("description", sa.String(length=256), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["owners.id"],
+        ),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    with op.batch_alter_table("mining_users", schema=None) as batch_op:
+        batch_op.create_index("ix_mining_users_owner", ["owner_id"], unique=False)
+
+    op.create_table(
+        "read_only_pages",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("user", sa.String(length=15), nullable=False),
+        sa.Column("page_key", sa.String(length=64), nullable=False),
+        sa.Column("page_name", sa.String(length=64), nullable=False),
+        sa.Column("permissions", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("deleted_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user"],
+            ["mining_users.name"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("page_key"),
+    )
+    with op.batch_alter_table("read_only_pages", schema=None) as batch_op:
+        batch_op.create_index("ix_read_only_pages_user", ["user"], unique=False)
+
+    op.create_table(
+        "user_wallets",
+        sa.Column("user", sa.String(length=15), nullable=False),
+        sa.Column("currency", sa.String(length=32), nullable=False),
+        sa.Column("address", sa.String(length=90), nullable=True),
+        sa.Column("threshold", sa.BigInteger(), nullable=False),
+        sa.Column("paused", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user"],
+            ["mining_users.name"],
+        ),
+        sa.PrimaryKeyConstraint("user", "currency"),
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table("user_wallets")
+    with op.batch_alter_table("read_only_pages", schema=None) as batch_op:
+        batch_op.drop_index("ix_read_only_pages_user")
+
+    op.drop_table("read_only_pages")
+    with op.batch_alter_table("mining_users", schema=None) as batch_op:
+        batch_op.drop_index("ix_mining_users_owner")
+
+    op.drop_table("mining_users")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_api_keys_prefix")
+        batch_op.drop_index("ix_api_keys_owner")
+
+    op.drop_table("api_keys")
     op.drop_table("workers")
     op.drop_table("state")
     op.drop_table("shifts")
@@ -244,6 +367,15 @@ def downgrade() -> None:
     op.drop_table("rounds")
     op.drop_table("round_accounts")
     op.drop_table("pps_accruals")
+    with op.batch_alter_table("payouts", schema=None) as batch_op:
+        batch_op.drop_index("ix_payouts_status")
+
+    op.drop_table("payouts")
+    with op.batch_alter_table("payout_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_payout_items_account")
+
+    op.drop_table("payout_items")
+    op.drop_table("owners")
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.drop_index("ix_ledger_account")
 

@@ -1,0 +1,1 @@
+"""Payouts through the node's wallet, exactly once: intents, sendmany, reconciliation."""

@@ -1,0 +1,36 @@
+"""Payout tables: an intent is written before the wallet is asked to pay."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, Index, String, Table
+
+from hashquarry.store.models import metadata
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", String(32), primary_key=True),  # also in the wallet tx comment
+    Column("coin", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # auto | withdraw
+    Column("status", String(16), nullable=False),  # intent | sent | confirmed | failed
+    Column("created_at", Float, nullable=False),
+    Column("total", BigInteger, nullable=False),  # debited from balances, base units
+    Column("tip", BigInteger, nullable=False, default=0),  # network fee
+    Column("fee_policy", String(16), nullable=False),  # pool | deducted
+    Column("txid", String(64), nullable=True),
+    Column("sent_at", Float, nullable=True),
+    Column("confirmations", BigInteger, nullable=False, default=0),
+    Column("error", String(512), nullable=True),
+)
+Index("ix_payouts_status", payouts.c.coin, payouts.c.status)
+
+payout_items = Table(
+    "payout_items",
+    metadata,
+    Column("payout_id", String(32), primary_key=True),
+    Column("account", String(128), primary_key=True),
+    Column("address", String(128), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # debited from the account
+    Column("paid", BigInteger, nullable=False),  # what the address received
+)
+Index("ix_payout_items_account", payout_items.c.account)
