@@ -35,6 +35,7 @@ def pool_settings(
     node: RegtestNode,
     data_dir: Path | None = None,
     accounting: dict[str, Any] | None = None,
+    accounts_cfg: dict[str, Any] | None = None,
     **stratum: Any,
 ) -> Settings:
     address = node.call("getnewaddress")
@@ -57,15 +58,17 @@ def pool_settings(
         stratum=st,
         data_dir=data_dir or Path(tempfile.mkdtemp(prefix="hashquarry-test-")),
         accounting=accounting or {},
+        accounts=accounts_cfg or {},
     )
 
 
-async def start_pool(settings: Settings) -> Pool:
+async def start_pool(settings: Settings, start: bool = True) -> Pool:
     """A pool with durable accounting on a freshly migrated SQLite store."""
     url = default_url(settings.data_dir)
     await upgrade_async(url)
     pool = Pool(settings, store=make_engine(url))
-    await pool.start()
+    if start:
+        await pool.start()
     return pool
 
 

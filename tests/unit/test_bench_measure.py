@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 
-from hashquarry.bench.loadgen import error_code, handshake
 from hashquarry.bench.measure import (
     ProcessGone,
     parse_schedstat,
@@ -26,6 +25,7 @@ from hashquarry.bench.measure import (
     self_cpu_seconds,
     summarize,
 )
+from hashquarry.bench.shareconn import error_code, handshake
 from hashquarry.bench.shares import ShareMaker, expected_hashes, submit_line
 from hashquarry.bench.template import branch_length, static_template
 from hashquarry.bench.watch import SCM_TIMESTAMPNS, kernel_stamp

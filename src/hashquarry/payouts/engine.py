@@ -364,6 +364,28 @@ class PayoutEngine:
         return changed
 
 
+async def payout_entries(
+    conn: AsyncConnection, coin: str, account: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    """An account's payouts, newest first, with the f2pool payout fields."""
+    q = (
+        select(payout_items.c.amount, payout_items.c.paid, payout_items.c.address,
+               payouts.c.txid, payouts.c.sent_at, payouts.c.tip, payouts.c.status,
+               payouts.c.confirmations, payouts.c.id, payouts.c.kind)
+        .join(payouts, payouts.c.id == payout_items.c.payout_id)
+        .where(payouts.c.coin == coin, payout_items.c.account == account,
+               payouts.c.status.in_(("sent", "confirmed")))
+        .order_by(payouts.c.sent_at.desc()).limit(limit)
+    )  # fmt: skip
+    return [
+        {"value": r.amount, "received": r.paid, "address": r.address, "tx_id": r.txid,
+         "paid_time": r.sent_at, "tip": r.tip, "status": r.status,
+         "confirmations": r.confirmations, "payout_id": r.id,
+         "wallet_type": "manual" if r.kind == "withdraw" else "auto"}
+        for r in (await conn.execute(q)).all()
+    ]  # fmt: skip
+
+
 def _ledger(coin: str, account: str, amount: int, ref: str, now: float) -> dict[str, Any]:
     return {
         "coin": coin,
