@@ -93,7 +93,7 @@ def pg_server() -> PgServer | PgUnavailable:
         where = f"{PG_URL_ENV}={url.render_as_string(hide_password=True)}"
     else:
         url = make_url(LOCAL_PG_URL)
-        where = "no HASHQUARRY_TEST_PG_URL set, and the local server at 127.0.0.1:5432"
+        where = f"no {PG_URL_ENV} set, and no local server at {url.host}:{url.port}"
     server = PgServer(url)
     with ThreadPoolExecutor(max_workers=1) as pool:
         try:

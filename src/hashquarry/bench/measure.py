@@ -101,21 +101,28 @@ def parse_schedstat(text: str) -> tuple[int, int]:
     return int(on_cpu), int(waiting)
 
 
-def runqueue_wait_seconds(pid: int) -> float:
-    """Time the process's threads spent runnable but without a CPU (other load on the
-    machine, or more busy threads than cores). Not counted in utime/stime, but it is
-    latency: a figure taken while this grows was taken on a contended machine."""
-    total = 0
+def schedstat_seconds(pid: int) -> tuple[float, float]:
+    """(on a CPU, runnable but waiting for one) summed over the process's threads, in
+    seconds with ns resolution (utime/stime only tick every 10 ms). The wait is not CPU
+    time, but it is latency: a figure taken while it grows was taken on a contended
+    machine (other load, or more busy threads than cores)."""
+    on_cpu = waiting = 0
     try:
         tasks = list((PROC / str(pid) / "task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         raise ProcessGone(f"process {pid} is gone") from None
     for task in tasks:
         try:
-            total += parse_schedstat((task / "schedstat").read_text())[1]
+            run, wait = parse_schedstat((task / "schedstat").read_text())
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return total / 1e9
+        on_cpu += run
+        waiting += wait
+    return on_cpu / 1e9, waiting / 1e9
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    return schedstat_seconds(pid)[1]
 
 
 def _all_stats() -> Iterable[ProcStat]:
@@ -149,11 +156,12 @@ class TreeSample:
     pids: tuple[int, ...]
     system_seconds: float = 0.0  # the kernel's share of cpu_seconds (syscalls: socket writes)
     wait_seconds: float = 0.0  # runnable but waiting for a CPU, all threads of the tree
+    run_seconds: float = 0.0  # on a CPU per schedstat: ns resolution, live threads only
 
 
 def sample_tree(root: int) -> TreeSample:
     read_stat(root)  # raises ProcessGone if the root itself is gone
-    cpu = system = wait = 0.0
+    cpu = system = wait = run = 0.0
     rss = 0
     pids: list[int] = []
     for pid in process_tree(root):
@@ -164,11 +172,13 @@ def sample_tree(root: int) -> TreeSample:
             cpu += st.cpu_seconds
             system += st.system_seconds
             rss += read_rss_kib(pid)
-            wait += runqueue_wait_seconds(pid)
+            on_cpu, waiting = schedstat_seconds(pid)
+            run += on_cpu
+            wait += waiting
             pids.append(pid)
         except ProcessGone:
             continue
-    return TreeSample(cpu, rss, tuple(pids), system, wait)
+    return TreeSample(cpu, rss, tuple(pids), system, wait, run)
 
 
 def self_cpu_seconds() -> float:

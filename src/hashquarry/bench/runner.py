@@ -84,8 +84,8 @@ class BenchOptions:
     def smoke_sized(cls, **kw: Any) -> BenchOptions:
         """Tiny sizes that run every figure in well under a minute (for CI)."""
         base: dict[str, Any] = {
-            "connections": 50, "rate": 2_000.0, "ack_rate": 1_000.0, "seconds": 3.0,
-            "warmup": 1.0, "idle": [(300, None), (600, 2)], "miners": [50, 200], "blocks": 3,
+            "connections": 50, "rate": 2_000.0, "ack_rate": 1_000.0, "seconds": 2.0,
+            "warmup": 0.5, "idle": [(300, None), (600, 2)], "miners": [50, 200], "blocks": 3,
             "smoke": True,
         }  # fmt: skip
         base.update(kw)

@@ -32,7 +32,7 @@ def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> int:
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(payload)
-            return sec * 1_000_000_000 + nsec
+            return int(sec) * 1_000_000_000 + int(nsec)
     return 0
 
 

@@ -19,17 +19,41 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
+from sqlalchemy import func, select
 
 from hashquarry.accounting import stats as read_models
 from hashquarry.accounting.ledger import Balance, balances
 from hashquarry.chain.regtest import RegtestNode
 from hashquarry.config import load_settings
+from hashquarry.payouts.tables import payouts
 from hashquarry.pool import Pool
 from hashquarry.store.engine import default_url, make_engine
 from hashquarry.store.migrate import upgrade_async
 
 ACCOUNTS = ("alice", "bob")
 MATURITY = 10
+PAYOUT_INTERVAL = 15.0
+THRESHOLD = 50 * 100_000_000  # base units
+
+
+async def _register(pool: Pool, node: RegtestNode) -> None:
+    """An owner with the demo's mining users, each with a wallet on the node."""
+    assert pool.accounts is not None
+    await pool.accounts.create_owner("demo")
+    for name in ACCOUNTS:
+        await pool.accounts.add_mining_user("demo", name, f"demo user {name}")
+        address = node.call("getnewaddress")
+        await pool.accounts.update_wallet("demo", name, "bitcoin", address, THRESHOLD)
+
+
+async def _payout_counts(pool: Pool) -> Counter[str]:
+    if pool.accounting is None:
+        return Counter()
+    async with pool.accounting.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(payouts.c.status, func.count()).group_by(payouts.c.status))
+        ).all()
+    return Counter({status: int(n) for status, n in rows})
 
 
 def _miner_cmd(url: str, users: list[str], seconds: float | None) -> list[str]:
@@ -41,13 +65,13 @@ def _miner_cmd(url: str, users: list[str], seconds: float | None) -> list[str]:
     return cmd
 
 
-async def _ledger(pool: Pool) -> tuple[dict[str, Balance], Counter[str]]:
+async def _ledger(pool: Pool) -> tuple[dict[str, Balance], Counter[str], Counter[str]]:
     if pool.accounting is None:
-        return {}, Counter()
+        return {}, Counter(), Counter()
     async with pool.accounting.engine.connect() as conn:
         bal = await balances(conn, pool.settings.pool.coin, time.time())
         rows = await read_models.blocks(conn, pool.settings.pool.coin, limit=10_000)
-    return bal, Counter(r["status"] for r in rows)
+    return bal, Counter(r["status"] for r in rows), await _payout_counts(pool)
 
 
 def _table(
@@ -56,7 +80,7 @@ def _table(
     started: float,
     node_ok: bool,
     api: str,
-    ledger: tuple[dict[str, Balance], Counter[str]],
+    ledger: tuple[dict[str, Balance], Counter[str], Counter[str]],
 ) -> Group:
     now = time.time()
     stats = pool.stats
@@ -84,18 +108,20 @@ def _table(
     for name in sorted(online | set(stats.per_worker)):
         acc, rej = stats.per_worker.get(name, [0, 0])
         w.add_row(name, "yes" if name in online else "no", str(acc), str(rej))
-    bal, statuses = ledger
+    bal, statuses, paid = ledger
+    t.add_row("payouts (sent / confirmed)", f"{paid.get('sent', 0)} / {paid.get('confirmed', 0)}")
     t.add_row(
         "blocks by status (store)", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     )
     b = Table(title=f"balances (PPLNS, maturity {MATURITY} confirmations)", title_justify="left")
-    for col in ("account", "immature", "balance"):
+    for col in ("account", "immature", "balance", "paid"):
         b.add_column(col, justify="left" if col == "account" else "right")
     for account in sorted(bal):
         b.add_row(
             account,
             f"{bal[account].immature_balance / 1e8:.8f}",
             f"{bal[account].balance / 1e8:.8f}",
+            f"{bal[account].paid / 1e8:.8f}",
         )
     return Group(t, w, b)
 
@@ -110,6 +136,9 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
     pool: Pool | None = None
     try:
         address = node.call("getnewaddress")
+        # Regtest coinbases need 100 confirmations before the wallet may spend them:
+        # pre-mine so the wallet can pay the first payouts within the demo's minutes.
+        await asyncio.to_thread(node.mine, 101, address)
         settings = load_settings(
             None,
             node={
@@ -134,11 +163,13 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
                 "tracker_interval": 2.0,
                 "shift_span": 0.01,
             },
+            payouts={"interval": PAYOUT_INTERVAL, "confirmations": 1},
         )
         url_db = default_url(data_dir)
         await upgrade_async(url_db)
         store = make_engine(url_db)
         pool = Pool(settings, store=store)
+        await _register(pool, node)
         await pool.start()
         url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
         console.print(f"pool paying {address}, stratum at {url}")
@@ -205,10 +236,12 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
         # Let in-flight block submissions finish before counting.
         await asyncio.sleep(0.5)
         height = await pool.rpc.getblockcount()
-        bal, statuses = await _ledger(pool)
+        bal, statuses, paid = await _ledger(pool)
         stats = pool.stats
         return {
             "blocks_confirmed": statuses.get("confirmed", 0),
+            "payouts_sent": paid.get("sent", 0) + paid.get("confirmed", 0),
+            "payouts_confirmed": paid.get("confirmed", 0),
             "immature_total": sum(b.immature_balance for b in bal.values()),
             "balance_total": sum(b.balance for b in bal.values()),
             "shares_accepted": stats.accepted,
