@@ -191,6 +191,8 @@ def test_demo_command_runs_and_reports() -> None:
         "blocks_accepted",
         "height",
         "blocks_confirmed",
+        "payouts_sent",
+        "payouts_confirmed",
     ):
         assert key in report, report
     assert report["shares_accepted"] > 0
