@@ -64,21 +64,26 @@ def _segment_start(path: Path) -> int:
     return int(path.stem.split("-", 1)[1])
 
 
-def _scan(path: Path) -> tuple[int, int]:
-    """(last valid seq or -1, byte offset where valid data ends) of one segment."""
-    last, good = -1, 0
-    with path.open("rb") as fh:
-        data = fh.read()
+def _records(data: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """(seq, payload, end offset) of each intact record, stopping at the first bad one."""
     pos = 0
     while pos + HEADER.size <= len(data):
         length, crc, seq = HEADER.unpack_from(data, pos)
         end = pos + HEADER.size + length
         if length > MAX_PAYLOAD or end > len(data):
-            break
+            return
         payload = data[pos + HEADER.size : end]
         if zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little"))) != crc:
-            break
-        last, good, pos = seq, end, end
+            return
+        yield seq, payload, end
+        pos = end
+
+
+def _scan(path: Path) -> tuple[int, int]:
+    """(last valid seq or -1, byte offset where valid data ends) of one segment."""
+    last, good = -1, 0
+    for seq, _, end in _records(path.read_bytes()):
+        last, good = seq, end
     return last, good
 
 
@@ -89,20 +94,9 @@ def iter_records(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, byt
         nxt = _segment_start(segments[i + 1]) if i + 1 < len(segments) else None
         if nxt is not None and nxt <= after_seq + 1:
             continue  # wholly before the point we need
-        with path.open("rb") as fh:
-            data = fh.read()
-        pos = 0
-        while pos + HEADER.size <= len(data):
-            length, crc, seq = HEADER.unpack_from(data, pos)
-            end = pos + HEADER.size + length
-            if length > MAX_PAYLOAD or end > len(data):
-                break
-            payload = data[pos + HEADER.size : end]
-            if zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little"))) != crc:
-                break
+        for seq, payload, _ in _records(path.read_bytes()):
             if seq > after_seq:
                 yield seq, payload
-            pos = end
 
 
 class ShareLog:

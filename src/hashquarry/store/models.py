@@ -6,6 +6,8 @@ difficulty is a float on the wire, and hashrate figures are estimates anyway.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -31,6 +33,23 @@ state = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+
+def _minute_sums() -> list[Column[Any]]:
+    """The per-minute share sums kept for a worker and for an account alike."""
+    return [
+        Column("accepted", Integer, nullable=False, default=0),
+        Column("accepted_diff", Float, nullable=False, default=0.0),
+        Column("stale", Integer, nullable=False, default=0),
+        Column("stale_diff", Float, nullable=False, default=0.0),
+        Column("invalid", Integer, nullable=False, default=0),
+        Column("invalid_diff", Float, nullable=False, default=0.0),
+        Column("delayed_diff", Float, nullable=False, default=0.0),
+        Column("first_share", Float, nullable=False),
+        Column("last_share", Float, nullable=False),
+        Column("network_difficulty", Float, nullable=False, default=0.0),
+    ]
+
+
 share_minutes = Table(
     "share_minutes",
     metadata,
@@ -38,16 +57,7 @@ share_minutes = Table(
     Column("account", String(128), primary_key=True),
     Column("worker", String(64), primary_key=True),
     Column("minute", BigInteger, primary_key=True),  # unix time // 60
-    Column("accepted", Integer, nullable=False, default=0),
-    Column("accepted_diff", Float, nullable=False, default=0.0),
-    Column("stale", Integer, nullable=False, default=0),
-    Column("stale_diff", Float, nullable=False, default=0.0),
-    Column("invalid", Integer, nullable=False, default=0),
-    Column("invalid_diff", Float, nullable=False, default=0.0),
-    Column("delayed_diff", Float, nullable=False, default=0.0),
-    Column("first_share", Float, nullable=False),
-    Column("last_share", Float, nullable=False),
-    Column("network_difficulty", Float, nullable=False, default=0.0),
+    *_minute_sums(),
 )
 Index("ix_share_minutes_coin_minute", share_minutes.c.coin, share_minutes.c.minute)
 
@@ -57,16 +67,7 @@ account_minutes = Table(
     Column("coin", String(32), primary_key=True),
     Column("account", String(128), primary_key=True),
     Column("minute", BigInteger, primary_key=True),
-    Column("accepted", Integer, nullable=False, default=0),
-    Column("accepted_diff", Float, nullable=False, default=0.0),
-    Column("stale", Integer, nullable=False, default=0),
-    Column("stale_diff", Float, nullable=False, default=0.0),
-    Column("invalid", Integer, nullable=False, default=0),
-    Column("invalid_diff", Float, nullable=False, default=0.0),
-    Column("delayed_diff", Float, nullable=False, default=0.0),
-    Column("first_share", Float, nullable=False),
-    Column("last_share", Float, nullable=False),
-    Column("network_difficulty", Float, nullable=False, default=0.0),
+    *_minute_sums(),
 )
 Index("ix_account_minutes_coin_minute", account_minutes.c.coin, account_minutes.c.minute)
 
