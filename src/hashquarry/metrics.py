@@ -23,3 +23,9 @@ BLOCK_SUBMIT_SECONDS = Histogram(
     "From the winning share's arrival to the node's answer",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
 )
+
+# Bound once: `.labels()` on every share is a measurable share of the hot path.
+SHARES_BY_RESULT = {
+    r: SHARES.labels(r)
+    for r in ("accepted", "stale", "duplicate", "low_difficulty", "invalid", "unauthorized")
+}

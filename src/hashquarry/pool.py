@@ -237,7 +237,7 @@ class Pool:
 
     def _on_share(self, ev: ShareEvent) -> asyncio.Future[int] | None:
         self.stats.record(ev)
-        metrics.SHARES.labels(ev.result.value).inc()
+        metrics.SHARES_BY_RESULT[ev.result.value].inc()
         if ev.accepted:
             metrics.SHARE_DIFFICULTY.inc(ev.difficulty)
         else:

@@ -406,19 +406,6 @@ async def test_settle_pps_carries_the_remainder_and_runs_once(engine: AsyncEngin
     assert 1 * 10**9 + carry["carol"] == 1_500_000_000 + 100  # carol: nothing lost or made
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: settle_pps reads every unsettled day up front, then carries a day's remainder "
-        "into the next day's row in the database; when that next day is settled in the same "
-        "call its stale r['nano'] (without the carry) is used and the carry is lost (here "
-        "0.5 satoshi of carol's 3). Fix in src/hashquarry/accounting/ledger.py settle_pps: "
-        "keep `carry: dict[str, tuple[str, int]]` per account and add it to the row of "
-        "r['day'] when that row is settled in this call (nano = r['nano'] + carried) instead "
-        "of upserting it (upsert the carry only when the next day is not among the rows), "
-        "or re-read the row's nano right before settle_nano()"
-    ),
-)
 async def test_settle_pps_over_several_days_conserves_value(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await _accrue(conn, "carol", "2027-01-13", 1_500_000_000)

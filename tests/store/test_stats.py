@@ -103,18 +103,6 @@ async def test_rates(
     assert (got.accepted, got.stale, got.invalid) == (n_acc, n_st, n_inv)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: stats._minute_range counts the minute that *starts* at `now` (end = now // 60 "
-        "inclusive), so with `now` on a minute boundary the 10-minute window holds only 9 "
-        "minutes of shares yet divides by 600 s: a steady miner shows 90% of its hashrate "
-        "(a 0-10% sawtooth through every minute; the same in workers()). Fix in "
-        "src/hashquarry/accounting/stats.py: `end = math.ceil(now / 60) - 1` in _minute_range "
-        "(whole minutes that have ended by now; or divide by `now - lo * 60` instead of "
-        "`seconds` to keep the current partial minute)"
-    ),
-)
 async def test_hashrate_of_a_steady_miner(engine: AsyncEngine) -> None:
     """One difficulty-600 share a minute is 10 x 2^32 H/s, whatever second `now` is at."""
     events = [share(NOW - 60 * k + 30, "alice", difficulty=600.0) for k in range(120, 0, -1)]

@@ -500,17 +500,6 @@ async def test_replayed_records_change_nothing(engine: AsyncEngine) -> None:
     assert after == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: writer.write_batch replaces share_minutes/account_minutes.network_difficulty "
-        "with the new batch's value even when that is 0.0 (a batch whose only shares in "
-        "the minute were rejected), wiping the difficulty an earlier flush recorded. Fix in "
-        "src/hashquarry/accounting/writer.py: give upsert() a `keep_nonzero` list rendered "
-        "as `sets[col] = case((ex[col] != 0, ex[col]), else_=c[col])` and pass "
-        "keep_nonzero=['network_difficulty'] (instead of replace=[...]) for both minute tables"
-    ),
-)
 async def test_minute_network_difficulty_survives_a_rejected_only_flush(
     engine: AsyncEngine,
 ) -> None:

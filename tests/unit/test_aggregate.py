@@ -370,17 +370,6 @@ def test_minute_and_worker_aggregates() -> None:
     assert r.network_difficulty == 2 * ND
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (minor): Aggregator.apply keeps a worker's first_seen from the first record of "
-        "the batch instead of the earliest time (records from several front ends arrive "
-        "slightly out of time order), so the stored first_seen depends on how records were "
-        "batched (the writer takes least() across flushes). Fix in "
-        "src/hashquarry/accounting/aggregate.py apply: `w.first_seen = min(w.first_seen, "
-        "ev.time)` next to the last_share update"
-    ),
-)
 def test_worker_first_seen_is_the_earliest_share() -> None:
     batch = run(fresh(), [(1, share(NOW + 5)), (2, share(NOW + 1))])
     assert batch.workers[COIN, "alice", "rig1"].first_seen == NOW + 1

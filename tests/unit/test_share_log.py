@@ -282,17 +282,6 @@ async def test_reopen_after_rotation_continues_in_the_last_segment(tmp_path: Pat
     assert seqs(tmp_path, after=17) == [18, 19]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (minor): ShareLog._rotate names the new segment `last_seq + 1`, but last_seq "
-        "already counts records appended while the batch was being written (still pending), "
-        "so the segment that will hold them is named past its first seq (replay and prune "
-        "stay safe, the name is wrong). Fix in src/hashquarry/shares/log.py _rotate: "
-        "`first = self._pending[0][0] if self._pending else self.last_seq + 1` and open "
-        "`self.directory / _segment_name(first)`"
-    ),
-)
 async def test_rotation_with_appends_in_flight_names_the_segment_right(tmp_path: Path) -> None:
     pending: list[asyncio.Future[int]] = []
     all_written = asyncio.Event()
@@ -344,16 +333,6 @@ async def test_prune_removes_only_old_fully_applied_closed_segments(tmp_path: Pa
 # --------------------------------------------------------------------------- failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: ShareLog.close() hangs when called while the writer is in its group-commit "
-        "sleep with records pending: _run clears _wake after the sleep, writes the batch, "
-        "then waits on _wake forever (close() already set it). Pool/Accounting.stop() would "
-        "hang. Fix in src/hashquarry/shares/log.py _run: `if not self._closed: await "
-        "self._wake.wait()` instead of the bare wait at the top of the loop"
-    ),
-)
 async def test_close_while_a_batch_is_gathering_returns(tmp_path: Path) -> None:
     lg = ShareLog(tmp_path, commit_interval=0.05)
     lg.open()
@@ -373,17 +352,6 @@ async def test_close_while_a_batch_is_gathering_returns(tmp_path: Path) -> None:
                 await closing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: after a failed write (ENOSPC/EIO part-way through a batch) the partial bytes "
-        "stay in the segment and later batches are appended after them; at the next open "
-        "the scan stops at the partial record and cuts off every later, acknowledged record. "
-        "Fix in src/hashquarry/shares/log.py _run, in the `except OSError` branch: "
-        "`os.ftruncate(self._fd, self._segment_size)` (then fdatasync) to drop the partial "
-        "batch before failing its futures; if that fails too, close the log so appends raise"
-    ),
-)
 async def test_a_failed_write_loses_no_later_acknowledged_record(tmp_path: Path) -> None:
     async with opened(tmp_path) as lg:
         assert await lg.append(ev(0)) == 1

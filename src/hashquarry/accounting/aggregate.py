@@ -219,6 +219,7 @@ class Aggregator:
             w = b.workers.get(wkey)
             if w is None:
                 w = b.workers[wkey] = WorkerAgg(ev.time, ev.time, ev.remote)
+            w.first_seen = min(w.first_seen, ev.time)
             w.last_share = max(w.last_share, ev.time)
             w.last_host = ev.remote
             if accepted:

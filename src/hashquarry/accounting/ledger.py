@@ -259,6 +259,15 @@ async def settle_pps(
     settle_date = utc_day(now)
     written = 0
     for r in rows:
+        # Re-read: settling the day before may have carried a remainder into this row.
+        nano = await conn.scalar(
+            select(m.pps_accruals.c.nano).where(
+                m.pps_accruals.c.coin == coin,
+                m.pps_accruals.c.account == r["account"],
+                m.pps_accruals.c.day == r["day"],
+            )
+        )
+        r = {**r, "nano": int(nano or 0)}
         paid, remainder = settle_nano(r["nano"])
         next_day = (dt.date.fromisoformat(r["day"]) + dt.timedelta(days=1)).isoformat()
         if paid:

@@ -7,6 +7,7 @@ Windows are whole minutes ending at `now`; history buckets are multiples of
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,15 @@ class StatsError(ValueError):
 
 
 def _minute_range(now: float, seconds: float) -> tuple[int, int]:
-    end = int(now // 60)
+    """Minutes back from the last one that has begun before `now` (maybe partly over)."""
+    end = math.ceil(now / 60) - 1
     return end - int(seconds // 60) + 1, end
+
+
+def _covered(now: float, lo: int) -> float:
+    """Seconds the minutes from `lo` up to `now` span: the divisor of a rate, so the
+    current, partial minute neither hides new shares nor dilutes the rate."""
+    return max(now - lo * 60, 1.0)
 
 
 def _table(account: str | None, worker: str | None) -> Any:
@@ -73,7 +81,7 @@ async def rates(
         func.coalesce(func.sum(t.c.invalid), 0),
     ).where(t.c.minute >= lo, t.c.minute <= hi)
     row = (await conn.execute(_where(q, t, coin, account, worker))).one()
-    f = HASHES / seconds
+    f = HASHES / _covered(now, lo)
     return Rates(
         row[0] * f, row[1] * f, row[2] * f, row[3] * f, int(row[4]), int(row[5]), int(row[6])
     )
@@ -181,15 +189,16 @@ async def workers(
             status = "invalid"
         else:
             status = "online"
+        c10, c1, c24 = _covered(now, lo10), _covered(now, lo1), _covered(now, lo24)
         out.append(
             WorkerInfo(
                 acct,
                 name,
-                d10 * HASHES / 600,
-                d1 * HASHES / 3600,
-                d24 * HASHES / 86400,
-                st1 * HASHES / 3600,
-                st24 * HASHES / 86400,
+                d10 * HASHES / c10,
+                d1 * HASHES / c1,
+                d24 * HASHES / c24,
+                st1 * HASHES / c1,
+                st24 * HASHES / c24,
                 last_share,
                 host,
                 status,

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +38,7 @@ async def upsert(
     least: Iterable[str] = (),
     greatest: Iterable[str] = (),
     replace: Iterable[str] = (),
+    keep_nonzero: Iterable[str] = (),
 ) -> None:
     """INSERT ... ON CONFLICT DO UPDATE with additive, min, max and replace columns."""
     if not rows:
@@ -56,6 +57,9 @@ async def upsert(
         sets[col] = hi(c[col], ex[col])
     for col in replace:
         sets[col] = ex[col]
+    for col in keep_nonzero:
+        # A flush with only rejected shares knows no value; keep the stored one.
+        sets[col] = case((ex[col] != 0, ex[col]), else_=c[col])
     await conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=sets), rows)
 
 
@@ -100,7 +104,7 @@ async def write_batch(
         add=_MINUTE_ADD,
         least=["first_share"],
         greatest=["last_share"],
-        replace=["network_difficulty"],
+        keep_nonzero=["network_difficulty"],
     )
     await upsert(
         conn,
@@ -113,7 +117,7 @@ async def write_batch(
         add=_MINUTE_ADD,
         least=["first_share"],
         greatest=["last_share"],
-        replace=["network_difficulty"],
+        keep_nonzero=["network_difficulty"],
     )
     await upsert(
         conn,

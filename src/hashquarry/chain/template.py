@@ -39,9 +39,7 @@ class Template:
     def prev_hash_hex(self) -> str:
         return self.prev_hash[::-1].hex()
 
-    @property
-    def fees(self) -> int:
-        return sum(tx.fee for tx in self.transactions)
+    fees: int = 0  # sum of the transactions' fees, computed once at parse
 
 
 def _field(gbt: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -116,4 +114,5 @@ def parse_template(gbt: dict[str, Any]) -> Template:
         witness_commitment=commitment,
         coinbase_flags=flags,
         branch=tuple(merkle_branch([tx.txid for tx in txs])),
+        fees=sum(tx.fee for tx in txs),
     )

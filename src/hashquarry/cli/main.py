@@ -135,7 +135,16 @@ def serve(
     children: list[subprocess.Popen[bytes]] = []
     if process_index == 0:
         for i in range(1, processes):
-            cmd = [sys.executable, "-m", "hashquarry", "serve", "--process-index", str(i)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "hashquarry",
+                "serve",
+                "--processes",
+                str(processes),
+                "--process-index",
+                str(i),
+            ]
             if config is not None:
                 cmd += ["--config", str(config)]
             children.append(subprocess.Popen(cmd))
@@ -271,8 +280,10 @@ def demo(
 
 def _mount() -> None:
     from hashquarry.accounts.cli import apikey_app, owner_app, user_app
+    from hashquarry.bench.cli import stratum as bench_stratum
     from hashquarry.cli.payouts_cmd import payout_app
 
+    bench_app.command("stratum")(bench_stratum)
     app.add_typer(payout_app, name="payout")
     app.add_typer(owner_app, name="owner")
     app.add_typer(apikey_app, name="apikey")

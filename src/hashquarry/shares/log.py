@@ -205,7 +205,8 @@ class ShareLog:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            if not self._closed:
+                await self._wake.wait()
             if not self._pending and self._closed:
                 return
             # Let a batch gather: this wait is the group commit.
@@ -219,8 +220,16 @@ class ShareLog:
             try:
                 await asyncio.to_thread(self._write_sync, data)
             except OSError as exc:
-                # Nothing of this batch is acknowledged; the miners see an error.
+                # Nothing of this batch is acknowledged; the miners see an error. Cut any
+                # partial bytes, or the next open would cut later, acknowledged batches.
                 log.error("share log write failed: %s", exc)
+                try:
+                    assert self._fd is not None
+                    os.ftruncate(self._fd, self._segment_size)
+                    os.fdatasync(self._fd)
+                except OSError:
+                    log.exception("share log: could not cut a failed write; stopping")
+                    self._closed = True
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -241,7 +250,9 @@ class ShareLog:
     def _rotate(self) -> None:
         assert self._fd is not None
         os.close(self._fd)
-        self._open_segment(None)
+        # Named after its first record: appends may already be waiting for it.
+        first = self._pending[0][0] if self._pending else self.last_seq + 1
+        self._open_segment(self.directory / _segment_name(first))
 
     # -- replay / retention ---------------------------------------------------------
 

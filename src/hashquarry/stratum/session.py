@@ -192,7 +192,13 @@ class Session:
         return out
 
     def _submit(self, msg_id: Any, params: list[Any], now: float) -> Outcome:
-        if len(params) < 5 or not all(isinstance(p, str) for p in params[:5]):
+        if len(params) < 5 or not (
+            type(params[0]) is str
+            and type(params[1]) is str
+            and type(params[2]) is str
+            and type(params[3]) is str
+            and type(params[4]) is str
+        ):
             return Outcome(
                 [
                     _error(
