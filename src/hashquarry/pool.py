@@ -20,6 +20,7 @@ from hashquarry.chain.hashing import hash_to_hex
 from hashquarry.chain.rpc import NodeError, NodeRpc
 from hashquarry.chain.template import Template
 from hashquarry.config import Settings
+from hashquarry.distribution.service import DistributionService
 from hashquarry.payouts.engine import PayoutEngine
 from hashquarry.payouts.service import build_engine as build_payout_engine
 from hashquarry.payouts.service import payout_loop
@@ -200,12 +201,23 @@ class Pool:
             )
         if self.payouts is not None:
             self._payout_task = asyncio.create_task(
-                payout_loop(self.payouts, self.settings.payouts.interval), name="payouts"
+                payout_loop(self.payouts, self.settings.payouts.interval, self.settle_due),
+                name="payouts",
             )
         for p in self.settings.stratum.ports:
             self.ports.append(
                 await self.server.listen(p.host, p.port, p.difficulty, reuse_port=reuse_port)
             )
+
+    async def settle_due(self) -> None:
+        """Daily settlements: PPS/FPPS days into revenue, then hashrate and revenue
+        distributions (dividends), in that order."""
+        if self.accounting is None or self.accounts is None:
+            return
+        await self.accounting.settle_due()
+        await DistributionService(self.accounting.engine, self.accounts).settle_due(
+            self.settings.pool.coin
+        )
 
     async def stop(self) -> None:
         for task in (self._payout_task, self._accounts_task):

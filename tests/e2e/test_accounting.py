@@ -184,7 +184,14 @@ async def test_pps_daily_settlement(difficulty1: RegtestNode, tmp_path: Path) ->
         now = time.time()
         async with acc.engine.connect() as conn:
             accrued = dict(
-                (await conn.execute(select(m.pps_accruals.c.account, m.pps_accruals.c.nano))).all()
+                (
+                    await conn.execute(
+                        select(
+                            m.pps_accruals.c.account,
+                            m.pps_accruals.c.sats * 10**9 + m.pps_accruals.c.nano,
+                        )
+                    )
+                ).all()
             )
         assert set(accrued) == {"alice", "bob", "carol"} and all(accrued.values())
         # Nothing settles before the day is over...
@@ -200,9 +207,10 @@ async def test_pps_daily_settlement(difficulty1: RegtestNode, tmp_path: Path) ->
             carried = dict(
                 (
                     await conn.execute(
-                        select(m.pps_accruals.c.account, m.pps_accruals.c.nano).where(
-                            m.pps_accruals.c.settled.is_(False)
-                        )
+                        select(
+                            m.pps_accruals.c.account,
+                            m.pps_accruals.c.sats * 10**9 + m.pps_accruals.c.nano,
+                        ).where(m.pps_accruals.c.settled.is_(False))
                     )
                 ).all()
             )

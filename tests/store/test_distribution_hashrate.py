@@ -7,10 +7,9 @@ are checked to the base unit, for idempotency, and for conservation of balances.
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-import pytest
 
 from hashquarry.accounting.ledger import balances
 from hashquarry.accounts.errors import ConflictError
@@ -156,6 +155,23 @@ async def test_terminate_settles_up_to_then_and_stops_the_order(world: World) ->
     assert await world.dividends("amy") == DAY_INCOME // 2 + DAY_INCOME // 48
     info = await world.dist.hashrate_info("acme", COIN, "alice", 1.0, D0 + 2 * DAY, D0 + 3 * DAY)
     assert info.sold_hash_rate == 0.0  # a terminated order no longer counts as sold
+
+
+async def test_terminate_cannot_reach_back_into_a_settled_day(world: World) -> None:
+    await world.mine("alice", D0 - 600, D0 + DAY)
+    order = await world.dist.distribute("acme", COIN, "alice", "amy", HALF_RATE, D0, D0 + 2 * DAY)
+    world.clock.now = D0 + DAY + 100
+    await world.settle_pps(D0 + DAY)
+    await world.dist.settle(COIN, D0, D0 + DAY)
+    before = await world.snapshot()
+
+    with pytest.raises(ConflictError) as err:  # 200 s back: within the start tolerance
+        await world.dist.terminate("acme", order.id, D0 + DAY - 100)
+
+    assert err.value.field == "terminate_at"
+    assert await world.snapshot() == before
+    ended = await world.dist.terminate("acme", order.id, D0 + DAY)  # from midnight is fine
+    assert ended.effective_end == D0 + DAY
 
 
 async def test_days_wait_until_their_income_is_final(world: World) -> None:

@@ -260,14 +260,16 @@ async def settle_pps(
     written = 0
     for r in rows:
         # Re-read: settling the day before may have carried a remainder into this row.
-        nano = await conn.scalar(
-            select(m.pps_accruals.c.nano).where(
-                m.pps_accruals.c.coin == coin,
-                m.pps_accruals.c.account == r["account"],
-                m.pps_accruals.c.day == r["day"],
+        stored = (
+            await conn.execute(
+                select(m.pps_accruals.c.sats, m.pps_accruals.c.nano).where(
+                    m.pps_accruals.c.coin == coin,
+                    m.pps_accruals.c.account == r["account"],
+                    m.pps_accruals.c.day == r["day"],
+                )
             )
-        )
-        r = {**r, "nano": int(nano or 0)}
+        ).one()
+        r = {**r, "nano": int(stored.sats) * 10**9 + int(stored.nano)}
         paid, remainder = settle_nano(r["nano"])
         next_day = (dt.date.fromisoformat(r["day"]) + dt.timedelta(days=1)).isoformat()
         if paid:
@@ -321,6 +323,7 @@ async def settle_pps(
                         "coin": coin,
                         "account": r["account"],
                         "day": next_day,
+                        "sats": 0,
                         "nano": remainder,
                         "fee_nano": 0,
                         "tx_fee_nano": 0,
@@ -329,7 +332,7 @@ async def settle_pps(
                     }
                 ],
                 ["coin", "account", "day"],
-                add=["nano"],
+                add=["nano"],  # a remainder is < 1e9: sats stay as they are
             )
     return written
 
@@ -380,7 +383,10 @@ async def balances(conn: AsyncConnection, coin: str, now: float) -> dict[str, Ba
     today_pps = dict(
         (
             await conn.execute(
-                select(m.pps_accruals.c.account, func.sum(m.pps_accruals.c.nano))
+                select(
+                    m.pps_accruals.c.account,
+                    func.sum(m.pps_accruals.c.sats) * 10**9 + func.sum(m.pps_accruals.c.nano),
+                )
                 .where(
                     m.pps_accruals.c.coin == coin,
                     m.pps_accruals.c.day == today,

@@ -160,7 +160,8 @@ async def write_batch(
                 "coin": k[0],
                 "account": k[1],
                 "day": k[2],
-                "nano": p.nano,
+                "sats": p.nano // 10**9,
+                "nano": p.nano % 10**9,
                 "fee_nano": p.fee_nano,
                 "tx_fee_nano": p.tx_fee_nano,
                 "accepted_diff": p.accepted_diff,
@@ -169,7 +170,7 @@ async def write_batch(
             for k, p in batch.pps.items()
         ],
         ["coin", "account", "day"],
-        add=["nano", "fee_nano", "tx_fee_nano", "accepted_diff"],
+        add=["sats", "nano", "fee_nano", "tx_fee_nano", "accepted_diff"],
     )
     await set_state(conn, APPLIED_SEQ, batch.last_seq)
 

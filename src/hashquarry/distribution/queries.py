@@ -77,6 +77,12 @@ async def settled_incomes(
     return {int(r.order_id): int(r.income) for r in rows}
 
 
+async def last_settled_end(conn: AsyncConnection, order_id: int) -> float | None:
+    s = t.hashrate_settlements.c
+    value = await conn.scalar(select(func.max(s.period_end)).where(s.order_id == order_id))
+    return None if value is None else float(value)
+
+
 async def settlements_of(
     conn: AsyncConnection, coin: str, distributor: str
 ) -> list[HashrateSettlement]:
@@ -174,7 +180,11 @@ async def day_is_final(conn: AsyncConnection, coin: str, account: str, day: str)
     p = m.pps_accruals.c
     pending = await conn.scalar(
         select(func.count()).where(
-            p.coin == coin, p.account == account, p.day == day, p.settled.is_(False), p.nano > 0
+            p.coin == coin,
+            p.account == account,
+            p.day == day,
+            p.settled.is_(False),
+            (p.nano > 0) | (p.sats > 0),
         )
     )
     return not pending

@@ -75,7 +75,7 @@ class DistributionService:
         lo, hi = v.window(start, end)
         await self._check_users(owner, coin, distributor, recipient)
         async with self.engine.connect() as conn:
-            current, sold = await self._capacity(conn, coin, distributor, lo, hi)
+            current, sold = await self._capacity(conn, coin, distributor, lo, hi, self.clock())
         return HashrateInfo(float(current), float(sold), float(max(current - sold, 0)))
 
     async def distribute(
@@ -97,7 +97,7 @@ class DistributionService:
         await self._check_users(owner, coin, distributor, recipient)
         async with self.engine.begin() as conn:
             await q.lock_user(conn, distributor)
-            current, sold = await self._capacity(conn, coin, distributor, lo, hi)
+            current, sold = await self._capacity(conn, coin, distributor, lo, hi, now)
             if sold + exact(rate) > current:
                 left = max(current - sold, 0)
                 raise ConflictError(
@@ -131,9 +131,10 @@ class DistributionService:
 
     async def terminate(self, owner: str, order_id: int, at: float | None = None) -> HashrateOrder:
         """End an order early at `at` (default now; not in the past beyond the start
-        tolerance) and settle its whole days before then whose income is final. The day
-        `at` falls in is settled by the daily run once that day is over, for the part of
-        it the order ran."""
+        tolerance) and settle the whole days before then whose income is final (all of
+        the distributor's orders and revenue distributions for those days, so the revenue
+        split of a day always sees every hashrate dividend of it). The day `at` falls in
+        is settled by the daily run once that day is over, for the part the order ran."""
         order_id = v.record_id(order_id, "order_id")
         now = self.clock()
         when = now if at is None else v.timestamp(at, "terminate_at")
@@ -153,10 +154,22 @@ class DistributionService:
             raise ConflictError("order_id", f"hashrate order {order_id} is already terminated")
         if when >= found.end_at:
             raise ConflictError(
-                "order_id", f"hashrate order {order_id} ends at {found.end_at:.0f}, before that"
+                "order_id",
+                f"hashrate order {order_id} ends at {found.end_at:.0f} anyway, no later than "
+                f"{when:.0f}: there is nothing to terminate",
             )
         async with self.engine.begin() as conn:
             await q.lock_user(conn, found.distributor)
+            settled = await q.last_settled_end(conn, order_id)
+            if settled is not None and when < settled:
+                # Within the tolerance, `at` may reach back past a midnight whose day is
+                # already settled for the whole order; shortening it now would leave the
+                # recipient paid for hashes the order no longer covers.
+                raise ConflictError(
+                    "terminate_at",
+                    f"{when:.0f} is before {settled:.0f}, up to which order {order_id} is "
+                    "already settled",
+                )
             result = await conn.execute(
                 update(t.hashrate_orders)
                 .where(t.hashrate_orders.c.id == order_id, t.hashrate_orders.c.status == "active")
@@ -276,11 +289,16 @@ class DistributionService:
     # -- helpers --------------------------------------------------------------------------
 
     async def _capacity(
-        self, conn: AsyncConnection, coin: str, distributor: str, start: float, end: float
+        self,
+        conn: AsyncConnection,
+        coin: str,
+        distributor: str,
+        start: float,
+        end: float,
+        now: float,
     ) -> tuple[Fraction, Fraction]:
         """(the distributor's hashrate now, the most sold at one instant of [start, end)),
         as exact fractions so the overselling rule has no rounding slack either way."""
-        now = self.clock()
         current = await rates(conn, coin, now, RATE_WINDOW, account=distributor)
         existing = await q.orders_of(conn, coin, distributor)
         spans = ((o.start_at, o.effective_end, o.hash_rate) for o in existing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,9 +60,15 @@ def build_engine(settings: Settings, store: AsyncEngine, rpc: NodeRpc) -> Payout
     )
 
 
-async def payout_loop(engine: PayoutEngine, interval: float) -> None:
+async def payout_loop(
+    engine: PayoutEngine, interval: float, before: Callable[[], Awaitable[object]] | None = None
+) -> None:
+    """Every `interval`: settle what is due (`before`), follow confirmations, pay."""
     while True:
         try:
+            if before is not None:
+                # Settlements first, so dividends are taken before balances are paid.
+                await before()
             await engine.track()
             result = await engine.run_once()
             if result is not None:

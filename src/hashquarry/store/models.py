@@ -207,6 +207,9 @@ pps_accruals = Table(
     Column("coin", String(32), primary_key=True),
     Column("account", String(128), primary_key=True),
     Column("day", String(10), primary_key=True),  # YYYY-MM-DD (UTC) the shares were mined
+    # Accrued value = sats x 1e9 + nano: two columns, so a large account cannot
+    # overflow a 64-bit nano-unit sum (9.2e18 nano is only 92 coins).
+    Column("sats", BigInteger, nullable=False, default=0),
     Column("nano", BigInteger, nullable=False, default=0),
     Column("fee_nano", BigInteger, nullable=False, default=0),
     Column("tx_fee_nano", BigInteger, nullable=False, default=0),

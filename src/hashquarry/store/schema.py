@@ -6,13 +6,16 @@ them on `hashquarry.store.models.metadata`.
 
 from __future__ import annotations
 
+import hashquarry.accounts.tables
+import hashquarry.distribution.tables
 import hashquarry.payouts.tables
 from hashquarry.store.models import metadata
 
-with_accounts = True
-try:
-    import hashquarry.accounts.tables  # noqa: F401
-except ModuleNotFoundError:  # the accounts concern is optional while it is being built
-    with_accounts = False
+# Imported for their side effect: the tables they define join `metadata`.
+_REGISTERED = (
+    hashquarry.accounts.tables,
+    hashquarry.distribution.tables,
+    hashquarry.payouts.tables,
+)
 
 __all__ = ["metadata"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 08:41:11.453123
+Create Date: 2026-11-21 09:01:02.733157
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ def upgrade() -> None:
         sa.Column("coin", sa.String(length=32), nullable=False),
         sa.Column("account", sa.String(length=128), nullable=False),
         sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("sats", sa.BigInteger(), nullable=False),
         sa.Column("nano", sa.BigInteger(), nullable=False),
         sa.Column("fee_nano", sa.BigInteger(), nullable=False),
         sa.Column("tx_fee_nano", sa.BigInteger(), nullable=False),
@@ -294,6 +295,34 @@ def upgrade() -> None:
         batch_op.create_index("ix_mining_users_owner", ["owner_id"], unique=False)
 
     op.create_table(
+        "hashrate_orders",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("coin", sa.String(length=32), nullable=False),
+        sa.Column("distributor", sa.String(length=15), nullable=False),
+        sa.Column("recipient", sa.String(length=15), nullable=False),
+        sa.Column("hash_rate", sa.Float(), nullable=False),
+        sa.Column("start_at", sa.Float(), nullable=False),
+        sa.Column("end_at", sa.Float(), nullable=False),
+        sa.Column("terminate_at", sa.Float(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["distributor"],
+            ["mining_users.name"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["recipient"],
+            ["mining_users.name"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("hashrate_orders", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_hashrate_orders_distributor", ["coin", "distributor"], unique=False
+        )
+        batch_op.create_index("ix_hashrate_orders_end", ["coin", "end_at"], unique=False)
+
+    op.create_table(
         "read_only_pages",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("user", sa.String(length=15), nullable=False),
@@ -313,6 +342,31 @@ def upgrade() -> None:
         batch_op.create_index("ix_read_only_pages_user", ["user"], unique=False)
 
     op.create_table(
+        "revenue_distributions",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("coin", sa.String(length=32), nullable=False),
+        sa.Column("distributor", sa.String(length=15), nullable=False),
+        sa.Column("recipient", sa.String(length=15), nullable=False),
+        sa.Column("description", sa.String(length=256), nullable=False),
+        sa.Column("proportion_ppm", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("deleted_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["distributor"],
+            ["mining_users.name"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["recipient"],
+            ["mining_users.name"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("revenue_distributions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_revenue_distributions_distributor", ["coin", "distributor"], unique=False
+        )
+
+    op.create_table(
         "user_wallets",
         sa.Column("user", sa.String(length=15), nullable=False),
         sa.Column("currency", sa.String(length=32), nullable=False),
@@ -326,16 +380,52 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user", "currency"),
     )
+    op.create_table(
+        "hashrate_settlements",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("order_id", sa.Integer(), nullable=False),
+        sa.Column("period_start", sa.Float(), nullable=False),
+        sa.Column("period_end", sa.Float(), nullable=False),
+        sa.Column("hashes", sa.Float(), nullable=False),
+        sa.Column("income", sa.BigInteger(), nullable=False),
+        sa.Column("distributor_hashes", sa.Float(), nullable=False),
+        sa.Column("distributor_income", sa.BigInteger(), nullable=False),
+        sa.Column("settled_at", sa.Float(), nullable=False),
+        sa.Column("ref", sa.String(length=128), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["order_id"],
+            ["hashrate_orders.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("order_id", "period_start", name="uq_hashrate_settlements_period"),
+        sa.UniqueConstraint("ref"),
+    )
+    with op.batch_alter_table("hashrate_settlements", schema=None) as batch_op:
+        batch_op.create_index("ix_hashrate_settlements_order", ["order_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("hashrate_settlements", schema=None) as batch_op:
+        batch_op.drop_index("ix_hashrate_settlements_order")
+
+    op.drop_table("hashrate_settlements")
     op.drop_table("user_wallets")
+    with op.batch_alter_table("revenue_distributions", schema=None) as batch_op:
+        batch_op.drop_index("ix_revenue_distributions_distributor")
+
+    op.drop_table("revenue_distributions")
     with op.batch_alter_table("read_only_pages", schema=None) as batch_op:
         batch_op.drop_index("ix_read_only_pages_user")
 
     op.drop_table("read_only_pages")
+    with op.batch_alter_table("hashrate_orders", schema=None) as batch_op:
+        batch_op.drop_index("ix_hashrate_orders_end")
+        batch_op.drop_index("ix_hashrate_orders_distributor")
+
+    op.drop_table("hashrate_orders")
     with op.batch_alter_table("mining_users", schema=None) as batch_op:
         batch_op.drop_index("ix_mining_users_owner")
 
