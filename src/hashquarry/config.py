@@ -198,6 +198,17 @@ class AccountsConfig(_Section):
     )
 
 
+class ApiConfig(_Section):
+    enabled: bool = Field(True, description="serve the HTTP APIs next to the pool")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    rate: float = Field(50.0, gt=0, description="requests per second per key and per IP")
+    burst: float = Field(100.0, ge=1, description="requests allowed at once before 429")
+    price_url: str | None = Field(
+        None, description="SiaMining market: an HTTP JSON price source (none: 503)"
+    )
+
+
 class StoreConfig(_Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite+aiosqlite in the data directory"
@@ -229,6 +240,7 @@ class Settings(BaseSettings):
     store: StoreConfig = Field(default_factory=StoreConfig)
     payouts: PayoutsConfig = Field(default_factory=PayoutsConfig)
     accounts: AccountsConfig = Field(default_factory=AccountsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     data_dir: Path = Path("data")
     log_level: str = "INFO"
 

@@ -47,6 +47,7 @@ def _env(node: RegtestNode, data_dir: Path, port: int) -> dict[str, str]:
         "HASHQUARRY_STRATUM__VARDIFF__MIN_DIFFICULTY": "0.00005",
         "HASHQUARRY_STRATUM__VARDIFF__TARGET_INTERVAL": "0.05",
         "HASHQUARRY_DATA_DIR": str(data_dir),
+        "HASHQUARRY_API__ENABLED": "false",
         # A long flush interval makes it near certain that the kill lands between a
         # durable share and the store: replay has work to do.
         "HASHQUARRY_ACCOUNTING__FLUSH_INTERVAL": "5",

@@ -110,6 +110,7 @@ def test_miner_cli_prints_json(regtest: RegtestNode) -> None:
             "HASHQUARRY_POOL__NETWORK": "regtest",
             "HASHQUARRY_STRATUM__PORTS": json.dumps([{"port": port, "difficulty": 0.0002}]),
             "HASHQUARRY_DATA_DIR": str(settings.data_dir),
+            "HASHQUARRY_API__ENABLED": "false",
         }
     )
     subprocess.run(

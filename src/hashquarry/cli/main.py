@@ -166,11 +166,24 @@ def serve(
         logging.getLogger("hashquarry").info(
             "pool process %d running; stratum ports %s", process_index, pool.ports
         )
+        api_task = None
+        if settings.api.enabled and store is not None and process_index == 0:
+            from hashquarry.api.app import create_app, serve_api
+            from hashquarry.api.context import ApiContext
+
+            app = create_app(
+                ApiContext.for_pool(pool), rate=settings.api.rate, burst=settings.api.burst
+            )
+            api_task = asyncio.create_task(serve_api(app, settings.api.host, settings.api.port))
         if settings.metrics.port is not None and process_index == 0:
             from prometheus_client import start_http_server
 
             start_http_server(settings.metrics.port, settings.metrics.host)
         await stop.wait()
+        if api_task is not None:
+            api_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await api_task
         await pool.stop()
         if store is not None:
             await store.dispose()

@@ -1,0 +1,1 @@
+"""The HTTP APIs: one FastAPI server, one module per dialect, metrics, rate limits."""

@@ -1,0 +1,110 @@
+"""One real pool run shared by the API contract tests.
+
+A regtest node, the pool with its store, registered owners and mining users with
+wallets, built-in miners (registered users and one address-mode miner), blocks
+found and matured, one payout made. The API app is then served in-process over
+ASGI (and over real HTTP where a test needs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from fastapi import FastAPI
+
+from hashquarry.api.app import create_app
+from hashquarry.api.context import ApiContext
+from hashquarry.chain.regtest import RegtestNode
+from hashquarry.miner.runner import MinerOptions, run_miner
+from hashquarry.pool import Pool
+from tests.e2e.conftest import pool_settings, start_pool, stop_pool
+from tests.e2e.helpers import wait_for
+
+ALL_SCOPES = (
+    "read_hashrate,read_revenue,read_payments,manage_accounts,manage_payouts,"
+    "manage_distributions,manage_schedulers"
+)
+
+
+@dataclass
+class World:
+    node: RegtestNode
+    pool: Pool
+    app: FastAPI
+    ctx: ApiContext
+    keys: dict[str, str]  # owner -> API secret (all scopes)
+    users: dict[str, str]  # mining user -> owner
+    wallets: dict[str, str]  # mining user -> address
+    address_miner: str  # an address-mode account (its own payout address)
+    miner_report: dict[str, Any]
+    payout: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def world() -> AsyncIterator[World]:
+    node = RegtestNode().start()
+    node.mine(101)
+    data_dir = Path(tempfile.mkdtemp(prefix="hashquarry-api-"))
+    settings = pool_settings(
+        node, data_dir=data_dir,
+        accounting={"scheme": "pplns", "pplns_n": 1e8, "maturity": 2, "fee_bps": 100,
+                    "shift_span": 0.002},
+        accounts_cfg={"require_registration": True, "allow_address_mode": True},
+    )  # fmt: skip
+    pool = await start_pool(settings, start=False)
+    accounts = pool.accounts
+    assert accounts is not None
+    keys: dict[str, str] = {}
+    users = {"alice": "acme", "bob": "acme", "carol": "other"}
+    wallets: dict[str, str] = {}
+    for owner in ("acme", "other"):
+        await accounts.create_owner(owner)
+        _, keys[owner] = await accounts.create_api_key(owner, ALL_SCOPES)
+    for user, owner in users.items():
+        await accounts.add_mining_user(owner, user, f"{user} of {owner}")
+        wallets[user] = node.call("getnewaddress")
+        await accounts.update_wallet(owner, user, "bitcoin", wallets[user], 1)
+    address_miner = node.call("getnewaddress")
+    await pool.start()
+    try:
+        url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
+        miners = [f"{u}.rig1" for u in users] + ["alice.rig2", f"{address_miner}.cpu"]
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_miner(MinerOptions(url=url, users=miners), stop=stop))
+
+        def done() -> bool:
+            have = {n.split(".")[0] for n, (acc, _) in pool.stats.per_worker.items() if acc}
+            return pool.stats.blocks_accepted >= 8 and {*users, address_miner} <= have
+
+        await wait_for(done, 300, "blocks with shares from every miner")
+        # Keep mining a while longer so hashrate windows have data from every worker.
+        await asyncio.sleep(5)
+        stop.set()
+        report = await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(node.mine, 3)
+        assert pool.accounting is not None and pool.payouts is not None
+        await pool.accounting.track_once()
+        payout = await pool.payouts.run_once()
+        await asyncio.to_thread(node.mine, 1)
+        await pool.payouts.track()
+        ctx = ApiContext.for_pool(pool)
+        app = create_app(ctx, rate=1000, burst=1000)
+        yield World(node, pool, app, ctx, keys, users, wallets, address_miner, report, payout)
+    finally:
+        await stop_pool(pool)
+        node.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=world.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pool.test") as c:
+        yield c
