@@ -30,7 +30,7 @@ from hashquarry.stratum.defences import BanRules
 from hashquarry.stratum.extranonce import ExtranonceAllocator
 from hashquarry.stratum.jobs import Job, JobManager
 from hashquarry.stratum.server import ServerLimits, StratumServer
-from hashquarry.stratum.session import Authorizer, PoolContext, Session
+from hashquarry.stratum.session import Authorizer, PoolContext
 from hashquarry.stratum.vardiff import VardiffRules
 
 log = logging.getLogger(__name__)
@@ -259,12 +259,12 @@ class Pool:
                 q.put_nowait(ev)
         return self.accounting.record(ev) if self.accounting is not None else None
 
-    def _on_block(self, job: Job, verdict: Verdict, session: Session) -> None:
+    def _on_block(self, job: Job, verdict: Verdict, share: ShareEvent) -> None:
         assert verdict.header is not None and verdict.extranonce is not None
         arrived = time.perf_counter()
         raw = block_bytes(job, verdict.header, verdict.extranonce)
         block_hash = hash_to_hex(verdict.hash or b"")
-        account, worker = next(iter(session.workers.values()), ("", ""))
+        account, worker = share.account, share.worker
         found = FoundBlock(job.height, block_hash, account, worker, time.time())
         self.stats.blocks.append(found)
         metrics.BLOCKS_FOUND.inc()

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 # A sink may return a future: the miner's reply then waits until it resolves
 # (the share is durable), keeping each connection's replies in order.
 ShareSink = Callable[[ShareEvent], "asyncio.Future[int] | None"]
-BlockSink = Callable[[Job, Verdict, Session], None]
+# The finder is the share's own account and worker (a connection may carry several).
+BlockSink = Callable[[Job, Verdict, ShareEvent], None]
 
 
 class ServerLimits:
@@ -253,10 +254,10 @@ class StratumServer:
     # -- called by connections ------------------------------------------------
 
     def apply(self, conn: MinerConnection, outcome: Outcome, now: float) -> None:
-        if outcome.block is not None and conn.session is not None:
+        if outcome.block is not None and outcome.share is not None:
             job, verdict = outcome.block
             # Before the ack: a block must reach the node as early as possible.
-            self.on_block(job, verdict, conn.session)
+            self.on_block(job, verdict, outcome.share)
         fut = self.on_share(outcome.share) if outcome.share is not None else None
         if fut is not None and not fut.done():
             conn.defer(fut, outcome.out)
