@@ -98,6 +98,10 @@ class PoolProcess:
             "HASHQUARRY_DATA_DIR": str(self.workdir / "pool-data"),
             # INFO logs a line per closed connection: 50,000 of them at teardown.
             "HASHQUARRY_LOG_LEVEL": "WARNING",
+            # The Stratum path is what is measured; the HTTP API would only add noise.
+            "HASHQUARRY_API__ENABLED": "false",
+            # Payouts have nothing to pay in a benchmark.
+            "HASHQUARRY_PAYOUTS__ENABLED": "false",
         })  # fmt: skip
         if s.zmq_hashblock:
             env["HASHQUARRY_NODE__ZMQ_HASHBLOCK"] = s.zmq_hashblock
