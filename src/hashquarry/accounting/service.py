@@ -34,6 +34,7 @@ from hashquarry.config import AccountingConfig
 from hashquarry.shares.events import ShareEvent
 from hashquarry.shares.log import ShareLog
 from hashquarry.store import models as m
+from hashquarry.store.writer_thread import WriterThread
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Accounting:
         self._tasks: list[asyncio.Task[None]] = []
         self.flushes = 0
         self.replayed = 0
+        self._writer: WriterThread | None = None
 
     # -- start / stop ------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class Accounting:
         await self.flush()
         if self.replayed:
             log.info("replayed %d share-log records after seq %d", self.replayed, applied)
+        self._writer = WriterThread(self.engine.url.render_as_string(hide_password=False))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="accounting-flush"))
         if self.tracker is not None:
             self._tasks.append(asyncio.create_task(self._track_loop(), name="block-tracker"))
@@ -167,6 +170,9 @@ class Accounting:
         await self.share_log.close()
         with contextlib.suppress(Exception):
             await self.flush()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
 
     # -- the share path ------------------------------------------------------------
 
@@ -187,21 +193,31 @@ class Accounting:
             if batch.empty:
                 return
             try:
-                async with self.engine.begin() as conn:
-                    await write_batch(
-                        conn,
-                        batch,
-                        scheme_for_block=self._scheme_for_block,
-                        fee_bps=self.cfg.fee_bps,
-                        pplns_n=self.cfg.pplns_n,
-                        maturity=self.cfg.maturity,
-                    )
+                await self._write(batch)
             except Exception:
                 # Keep it: the aggregator already moved on, so the same batch must land.
                 self._retry = batch
                 raise
             self._retry = None
             self.flushes += 1
+
+    async def _write(self, batch: FlushBatch) -> None:
+        async def write(engine: AsyncEngine) -> None:
+            async with engine.begin() as conn:
+                await write_batch(
+                    conn,
+                    batch,
+                    scheme_for_block=self._scheme_for_block,
+                    fee_bps=self.cfg.fee_bps,
+                    pplns_n=self.cfg.pplns_n,
+                    maturity=self.cfg.maturity,
+                )
+
+        if self._writer is None:
+            await write(self.engine)
+        else:
+            # Off the Stratum loop: a big flush must not hold up the miners' acks.
+            await self._writer.run(write)
 
     def _scheme_for_block(self, block: FoundBlock) -> str:
         return self.cfg.scheme
