@@ -175,7 +175,7 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
         console.print(f"pool paying {address}, stratum at {url}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         for i in range(miner_processes):
