@@ -236,8 +236,11 @@ def node_regtest(
             "hashquarry serve\n\nCtrl-C stops the node.",
             err=True,
         )
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.sigwait({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        # Blocked first, so they are delivered to sigwait instead of killing us before
+        # the node is stopped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.sigwait(stop_signals)
     finally:
         node.close()
 
