@@ -85,8 +85,9 @@ async def world() -> AsyncIterator[World]:
             return pool.stats.blocks_accepted >= 8 and {*users, address_miner} <= have
 
         await wait_for(done, 300, "blocks with shares from every miner")
-        # Keep mining a while longer so hashrate windows have data from every worker.
-        await asyncio.sleep(5)
+        # Keep mining until hashrate windows hold enough shares for a tight estimate
+        # (~300 shares: the spread of a hashrate estimate falls under 8%).
+        await wait_for(lambda: pool.stats.accepted >= 300, 180, "shares for hashrate windows")
         stop.set()
         report = await asyncio.wait_for(task, 30)
         await asyncio.to_thread(node.mine, 3)
