@@ -177,8 +177,9 @@ class Accounting:
     # -- the share path ------------------------------------------------------------
 
     def record(self, ev: ShareEvent) -> asyncio.Future[int]:
-        """Durably log a share; the future resolves once it may be acknowledged."""
-        return self.share_log.append(ev)
+        """Durably log a share; the future (shared by its group commit) resolves once
+        the share may be acknowledged."""
+        return self.share_log.append_batched(ev)
 
     def _on_commit(self, records: list[tuple[int, ShareEvent]]) -> None:
         assert self.agg is not None

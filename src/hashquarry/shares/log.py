@@ -118,7 +118,8 @@ class ShareLog:
         self._fd: int | None = None
         self._segment_size = 0
         self._buf = bytearray()
-        self._pending: list[tuple[int, ShareEvent, asyncio.Future[int]]] = []
+        self._pending: list[tuple[int, ShareEvent, asyncio.Future[int] | None]] = []
+        self._batch_fut: asyncio.Future[int] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -181,6 +182,20 @@ class ShareLog:
 
     def append(self, ev: ShareEvent) -> asyncio.Future[int]:
         """Queue a record; the future resolves with its seq once it is on disk."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue(ev, fut)
+        return fut
+
+    def append_batched(self, ev: ShareEvent) -> asyncio.Future[int]:
+        """Queue a record; the returned future is shared by its whole group commit and
+        resolves with the batch's last seq. One future and one wake-up per batch instead
+        of per share: the Stratum server acknowledges through this."""
+        self._queue(ev, None)
+        if self._batch_fut is None:
+            self._batch_fut = asyncio.get_running_loop().create_future()
+        return self._batch_fut
+
+    def _queue(self, ev: ShareEvent, fut: asyncio.Future[int] | None) -> None:
         if self._closed:
             raise RuntimeError("share log is closed")
         self.last_seq += 1
@@ -190,10 +205,8 @@ class ShareLog:
             len(payload), zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little"))), seq
         )
         self._buf += payload
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((seq, ev, fut))
         self._wake.set()
-        return fut
 
     def _write_sync(self, data: bytes) -> None:
         assert self._fd is not None
@@ -214,9 +227,10 @@ class ShareLog:
             self._wake.clear()
             if not self._pending:
                 continue
-            data, batch = bytes(self._buf), self._pending
+            data, batch, batch_fut = bytes(self._buf), self._pending, self._batch_fut
             self._buf = bytearray()
             self._pending = []
+            self._batch_fut = None
             try:
                 await asyncio.to_thread(self._write_sync, data)
             except OSError as exc:
@@ -231,14 +245,18 @@ class ShareLog:
                     log.exception("share log: could not cut a failed write; stopping")
                     self._closed = True
                 for _, _, fut in batch:
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.set_exception(exc)
+                if batch_fut is not None and not batch_fut.done():
+                    batch_fut.set_exception(exc)
                 continue
             self.batches += 1
             self._segment_size += len(data)
             for seq, _, fut in batch:
-                if not fut.done():
+                if fut is not None and not fut.done():
                     fut.set_result(seq)
+            if batch_fut is not None and not batch_fut.done():
+                batch_fut.set_result(batch[-1][0])
             if self.on_commit is not None:
                 try:
                     self.on_commit([(seq, ev) for seq, ev, _ in batch])

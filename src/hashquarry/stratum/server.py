@@ -171,8 +171,12 @@ class MinerConnection(asyncio.Protocol):
     def defer(self, fut: asyncio.Future[int], datas: list[bytes]) -> None:
         if self.waiting is None:
             self.waiting = deque()
-        self.waiting.append((fut, datas))
-        fut.add_done_callback(self._release)
+        waiting = self.waiting
+        if waiting and waiting[-1][0] is fut:
+            waiting[-1][1].extend(datas)  # same group commit: one entry, one release
+            return
+        waiting.append((fut, list(datas)))
+        self.server.wait_on(fut, self)
 
     def _release(self, _fut: object) -> None:
         waiting = self.waiting
@@ -217,6 +221,7 @@ class StratumServer:
         self.on_share = on_share
         self.on_block = on_block
         self.connections: set[MinerConnection] = set()
+        self._waiters: dict[asyncio.Future[int], list[MinerConnection]] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -267,6 +272,19 @@ class StratumServer:
             self.judge(conn, outcome.bad)
         if outcome.close:
             conn.drop(outcome.close)
+
+    def wait_on(self, fut: asyncio.Future[int], conn: MinerConnection) -> None:
+        """Release `conn`'s replies when `fut` resolves: one callback per group commit
+        for all connections, not one per share (each callback copies a context)."""
+        waiters = self._waiters.get(fut)
+        if waiters is None:
+            waiters = self._waiters[fut] = []
+            fut.add_done_callback(self._release_all)
+        waiters.append(conn)
+
+    def _release_all(self, fut: asyncio.Future[int]) -> None:
+        for conn in self._waiters.pop(fut, ()):
+            conn._release(fut)
 
     def judge(self, conn: MinerConnection, bad: bool) -> None:
         if self.defences.judge(conn.ip, bad, time.time()):
