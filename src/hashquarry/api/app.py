@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import logging
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
 
 from hashquarry import __version__
+from hashquarry.api import bitminter, f2pool, siamining
 from hashquarry.api.context import ApiContext
 from hashquarry.api.metrics import MetricsMiddleware
 from hashquarry.api.metrics import router as metrics_router
@@ -17,9 +16,9 @@ from hashquarry.api.ratelimit import RateLimitMiddleware, TokenBuckets
 
 log = logging.getLogger(__name__)
 
-# Each dialect module exposes `router(ctx) -> APIRouter` and `install(app)` (optional:
-# exception handlers in its own error format, scoped to its path prefix).
-DIALECTS = ("hashquarry.api.bitminter", "hashquarry.api.siamining", "hashquarry.api.f2pool")
+# Each dialect module exposes `router(ctx) -> APIRouter` and may expose `install(app)`:
+# exception handlers in its own error format, scoped to its own path prefix.
+DIALECTS = (bitminter, siamining, f2pool)
 
 
 def create_app(ctx: ApiContext, *, rate: float = 50.0, burst: float = 100.0) -> FastAPI:
@@ -31,14 +30,12 @@ def create_app(ctx: ApiContext, *, rate: float = 50.0, burst: float = 100.0) -> 
     )
     app.state.ctx = ctx
     app.include_router(metrics_router)
-    for name in DIALECTS:
-        with contextlib.suppress(ModuleNotFoundError):
-            module = importlib.import_module(name)
-            make: Callable[[ApiContext], APIRouter] = module.router
-            app.include_router(make(ctx))
-            install = getattr(module, "install", None)
-            if install is not None:
-                install(app)
+    for module in DIALECTS:
+        make: Callable[[ApiContext], APIRouter] = module.router
+        app.include_router(make(ctx))
+        install = getattr(module, "install", None)
+        if install is not None:
+            install(app)
     app.add_middleware(
         RateLimitMiddleware, per_ip=TokenBuckets(rate, burst), per_key=TokenBuckets(rate, burst)
     )
