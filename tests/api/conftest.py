@@ -97,7 +97,8 @@ async def world() -> AsyncIterator[World]:
         await asyncio.to_thread(node.mine, 1)
         await pool.payouts.track()
         ctx = ApiContext.for_pool(pool)
-        app = create_app(ctx, rate=1000, burst=1000)
+        # No response cache here: tests change state and read it back at once.
+        app = create_app(ctx, rate=1000, burst=1000, cache_ttl=0)
         yield World(node, pool, app, ctx, keys, users, wallets, address_miner, report, payout)
     finally:
         await stop_pool(pool)

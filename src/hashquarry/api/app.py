@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from hashquarry import __version__
 from hashquarry.api import bitminter, f2pool, siamining
+from hashquarry.api.cache import ResponseCache
 from hashquarry.api.context import ApiContext
 from hashquarry.api.metrics import MetricsMiddleware
 from hashquarry.api.metrics import router as metrics_router
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 DIALECTS = (bitminter, siamining, f2pool)
 
 
-def create_app(ctx: ApiContext, *, rate: float = 50.0, burst: float = 100.0) -> FastAPI:
+def create_app(
+    ctx: ApiContext, *, rate: float = 50.0, burst: float = 100.0, cache_ttl: float = 1.0
+) -> FastAPI:
     app = FastAPI(
         title="hashquarry",
         version=__version__,
@@ -36,6 +39,9 @@ def create_app(ctx: ApiContext, *, rate: float = 50.0, burst: float = 100.0) -> 
         install = getattr(module, "install", None)
         if install is not None:
             install(app)
+    # Innermost: rate limits and metrics still see every request, hits included.
+    if cache_ttl > 0:
+        app.add_middleware(ResponseCache, ttl=cache_ttl)
     app.add_middleware(
         RateLimitMiddleware, per_ip=TokenBuckets(rate, burst), per_key=TokenBuckets(rate, burst)
     )

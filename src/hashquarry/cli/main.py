@@ -294,6 +294,19 @@ def demo(
     typer.echo(orjson.dumps(result).decode())
 
 
+@bench_app.command("api")
+def bench_api(
+    rate: Annotated[float, typer.Option(min=1, help="requests per second offered")] = 500.0,
+    seconds: Annotated[float, typer.Option(min=1, help="per endpoint")] = 10.0,
+) -> None:
+    """Requests/s and p50/p99 latency of f2pool hash_rate/info, worker/list (1,000 workers)
+    and Bitminter /api/pool/stats, with the load from a separate process."""
+    from hashquarry.bench.api import run
+
+    setup_logging("WARNING")
+    typer.echo(orjson.dumps(run(rate, seconds), option=orjson.OPT_INDENT_2).decode())
+
+
 def _mount() -> None:
     from hashquarry.accounts.cli import apikey_app, owner_app, user_app
     from hashquarry.bench.cli import stratum as bench_stratum

@@ -63,8 +63,14 @@ def build_engine(settings: Settings, store: AsyncEngine, rpc: NodeRpc) -> Payout
 async def payout_loop(
     engine: PayoutEngine, interval: float, before: Callable[[], Awaitable[object]] | None = None
 ) -> None:
-    """Every `interval`: settle what is due (`before`), follow confirmations, pay."""
+    """Reconcile crash leftovers now; then every `interval`: settle what is due
+    (`before`), follow confirmations, pay."""
+    try:
+        await engine.reconcile()
+    except Exception:
+        log.exception("payout reconciliation failed; will retry with the next run")
     while True:
+        await asyncio.sleep(interval)
         try:
             if before is not None:
                 # Settlements first, so dividends are taken before balances are paid.
@@ -81,4 +87,3 @@ async def payout_loop(
                 )
         except Exception:
             log.exception("payout run failed; will retry")
-        await asyncio.sleep(interval)

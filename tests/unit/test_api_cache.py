@@ -1,0 +1,84 @@
+"""The API response cache: hits, expiry, single flight, what is never cached."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from hashquarry.api.cache import ResponseCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_app(status: int = 200, delay: float = 0.0) -> tuple[Any, list[bytes]]:
+    calls: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive()).get("body", b"")
+        calls.append(body)
+        await asyncio.sleep(delay)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"n": %d}' % len(calls)})
+
+    return app, calls
+
+
+async def test_hit_until_ttl_then_recomputed() -> None:
+    inner, calls = counting_app()
+    clock = Clock()
+    app = ResponseCache(inner, ttl=1.0, clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        a = await c.get("/api/pool/stats")
+        b = await c.get("/api/pool/stats")
+        assert a.json() == b.json() == {"n": 1} and len(calls) == 1
+        clock.now += 1.5
+        assert (await c.get("/api/pool/stats")).json() == {"n": 2}
+
+
+async def test_body_and_credentials_are_part_of_the_key() -> None:
+    inner, calls = counting_app()
+    app = ResponseCache(inner, ttl=10, clock=Clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.post("/v2/hash_rate/info", json={"u": "a"}, headers={"F2P-API-SECRET": "k1"})
+        await c.post("/v2/hash_rate/info", json={"u": "b"}, headers={"F2P-API-SECRET": "k1"})
+        await c.post("/v2/hash_rate/info", json={"u": "a"}, headers={"F2P-API-SECRET": "k2"})
+        await c.post("/v2/hash_rate/info", json={"u": "a"}, headers={"F2P-API-SECRET": "k1"})
+    assert len(calls) == 3
+    assert calls[0] == b'{"u":"a"}'  # the body reached the app intact
+
+
+async def test_single_flight_for_concurrent_identical_requests() -> None:
+    inner, calls = counting_app(delay=0.05)
+    app = ResponseCache(inner, ttl=10, clock=Clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        rs = await asyncio.gather(*(c.get("/api/v1/pool") for _ in range(20)))
+    assert len(calls) == 1 and all(r.json() == {"n": 1} for r in rs)
+
+
+async def test_errors_and_writes_are_never_cached() -> None:
+    inner, calls = counting_app(status=401)
+    app = ResponseCache(inner, ttl=10, clock=Clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/api/users")
+        await c.get("/api/users")
+    assert len(calls) == 2
+    inner, calls = counting_app()
+    app = ResponseCache(inner, ttl=10, clock=Clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.post("/v2/mining_user/wallet/update", json={})
+        await c.post("/v2/mining_user/wallet/update", json={})
+    assert len(calls) == 2
