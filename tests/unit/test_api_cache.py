@@ -82,3 +82,13 @@ async def test_errors_and_writes_are_never_cached() -> None:
         await c.post("/v2/mining_user/wallet/update", json={})
         await c.post("/v2/mining_user/wallet/update", json={})
     assert len(calls) == 2
+
+
+async def test_a_write_clears_the_cache() -> None:
+    inner, calls = counting_app()
+    app = ResponseCache(inner, ttl=10, clock=Clock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.post("/v2/hash_rate/distribution/orders", json={})
+        await c.post("/v2/hash_rate/distribution/terminate", json={"order_id": 1})
+        await c.post("/v2/hash_rate/distribution/orders", json={})
+    assert len(calls) == 3  # the second read was not served from before the write

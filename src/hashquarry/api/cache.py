@@ -58,7 +58,12 @@ class ResponseCache:
         self._inflight: dict[bytes, asyncio.Future[_Entry | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not READ_ONLY.match(scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not READ_ONLY.match(scope["path"]):
+            # A write through the API may change any figure: nothing cached survives it.
+            self._entries.clear()
             await self.app(scope, receive, send)
             return
         body = b""
