@@ -74,12 +74,15 @@ async def test_pplns_immature_confirmed_orphan_and_restart(
     settings = pool_settings(
         regtest,
         data_dir=tmp_path,
-        # Regtest's network difficulty is below one share, so the window
-        # needs a huge N to span many shares of all three accounts.
+        # Regtest's network difficulty (~4.7e-10) is far below one share, so N is the
+        # largest allowed: the window (~466 share-difficulty units) then spans every share
+        # of the run, and each block after an account's first share credits that account.
+        # (With a window of a few shares, an account whose shares all fell before the
+        # newest MATURITY blocks had only matured credits: a flaky assertion below.)
         accounting={
             "scheme": "pplns",
             "maturity": MATURITY,
-            "pplns_n": 1e8,
+            "pplns_n": 1e12,
             "fee_bps": 150,
             "tracker_interval": 0.5,
         },
