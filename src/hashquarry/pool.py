@@ -24,7 +24,7 @@ from hashquarry.distribution.service import DistributionService
 from hashquarry.payouts.engine import PayoutEngine
 from hashquarry.payouts.service import build_engine as build_payout_engine
 from hashquarry.payouts.service import payout_loop
-from hashquarry.shares.events import ShareEvent
+from hashquarry.shares.events import ShareEvent, ShareResult
 from hashquarry.shares.validate import Verdict, block_bytes
 from hashquarry.stratum.defences import BanRules
 from hashquarry.stratum.extranonce import ExtranonceAllocator
@@ -63,25 +63,38 @@ class PoolStats:
     per_worker: dict[str, list[int]] = field(default_factory=dict)  # name -> [accepted, rejected]
     blocks: list[FoundBlock] = field(default_factory=list)
     started: float = field(default_factory=time.time)
-    _recent: deque[tuple[float, float]] = field(default_factory=deque)
+    # [second, difficulty sum] per second of the last HASHRATE_WINDOW: bounded however
+    # many shares arrive (a per-share list grew without limit in a pool nobody asked).
+    _recent: deque[list[float]] = field(default_factory=deque)
 
     def record(self, ev: ShareEvent) -> None:
-        counts = self.per_worker.setdefault(f"{ev.account}.{ev.worker}", [0, 0])
-        counts[0 if ev.accepted else 1] += 1
-        if ev.accepted:
+        name = f"{ev.account}.{ev.worker}"
+        counts = self.per_worker.get(name)
+        if counts is None:
+            counts = self.per_worker[name] = [0, 0]
+        if ev.result is ShareResult.ACCEPTED:
+            counts[0] += 1
             self.accepted += 1
-            self._recent.append((ev.time, ev.difficulty))
+            second = float(int(ev.time))
+            recent = self._recent
+            if recent and recent[-1][0] == second:
+                recent[-1][1] += ev.difficulty
+            else:
+                recent.append([second, ev.difficulty])
+                while recent[0][0] < second - HASHRATE_WINDOW:
+                    recent.popleft()
         else:
+            counts[1] += 1
             self.rejected += 1
             self.rejected_by[ev.result.value] += 1
 
     def hashrate(self, now: float, window: float = HASHRATE_WINDOW) -> float:
-        """Estimated H/s from accepted share difficulty over the window."""
-        while self._recent and self._recent[0][0] < now - window:
-            self._recent.popleft()
+        """Estimated H/s from accepted share difficulty over the window (at most
+        HASHRATE_WINDOW: older seconds are not kept)."""
+        window = min(window, HASHRATE_WINDOW)
         # A pool younger than the window has only been hashing since it started.
         span = min(window, max(now - self.started, 1.0))
-        return sum(d for _, d in self._recent) * 2**32 / span
+        return sum(d for t, d in self._recent if t >= now - window) * 2**32 / span
 
     @property
     def blocks_found(self) -> int:

@@ -34,14 +34,19 @@ class Job:
     network_difficulty: float
     # Keys of shares already submitted for this job, for duplicate detection.
     seen: set[bytes] = field(default_factory=set)
+    # Read for every share: plain attributes, not properties over the template.
+    height: int = field(init=False)
+    prev_hash: bytes = field(init=False)
+    # The fixed parts of the block header, little-endian as hashed.
+    header_version: bytes = field(init=False)
+    header_bits: bytes = field(init=False)
 
-    @property
-    def height(self) -> int:
-        return self.template.height
-
-    @property
-    def prev_hash(self) -> bytes:
-        return self.template.prev_hash
+    def __post_init__(self) -> None:
+        t = self.template
+        self.height = t.height
+        self.prev_hash = t.prev_hash
+        self.header_version = t.version.to_bytes(4, "little")
+        self.header_bits = t.bits.to_bytes(4, "little")
 
 
 def _notify_line(job_id: str, template: Template, coinbase: CoinbaseParts, clean: bool) -> bytes:
@@ -88,6 +93,12 @@ class JobManager:
             notify_line_clean=_notify_line(job_id, template, coinbase, True),
             network_difficulty=target_to_difficulty(template.target),
         )
+        if clean:
+            # Shares for jobs of an earlier block are stale before they are looked up,
+            # so their duplicate sets are dead weight (millions of keys at high rates).
+            for old in self._jobs.values():
+                if old.prev_hash != template.prev_hash:
+                    old.seen.clear()
         self._jobs[job_id] = job
         # Jobs from earlier blocks stay a little longer so a late share is named stale,
         # not unknown; both are error 21 but the reason helps the operator.
@@ -109,6 +120,9 @@ class JobManager:
             return None
         cur = self.current
         job = self._make(cur.template, cur.coinbase, True, now)
+        # Same header inputs under a new id: a share already counted under the old id
+        # must be a duplicate under the new one too.
+        job.seen = cur.seen
         return job
 
     def get(self, job_id: str) -> Job | None:

@@ -165,8 +165,8 @@ class MinerConnection(asyncio.Protocol):
         if self.waiting:
             self.waiting.append((None, datas))
             return
-        for d in datas:
-            self.send(d)
+        if datas:
+            self.send(datas[0] if len(datas) == 1 else b"".join(datas))
 
     def defer(self, fut: asyncio.Future[int], datas: list[bytes]) -> None:
         if self.waiting is None:
@@ -180,19 +180,26 @@ class MinerConnection(asyncio.Protocol):
 
     def _release(self, _fut: object) -> None:
         waiting = self.waiting
+        # Everything released now goes out in one write: one syscall for all the acks of
+        # a group commit on this connection, not one per share.
+        out: list[bytes] = []
         while waiting:
             fut, datas = waiting[0]
             if fut is not None:
                 if not fut.done():
-                    return
+                    break
                 if fut.cancelled() or fut.exception() is not None:
                     # Not durable, so never acknowledged: the miner must not count it.
+                    # What was durable before it is still answered, in order.
                     waiting.clear()
+                    if out:
+                        self.send(b"".join(out))
                     self.drop("share could not be recorded")
                     return
             waiting.popleft()
-            for d in datas:
-                self.send(d)
+            out.extend(datas)
+        if out:
+            self.send(out[0] if len(out) == 1 else b"".join(out))
 
     def drop(self, reason: str) -> None:
         if self.closing:

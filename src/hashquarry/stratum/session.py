@@ -72,8 +72,8 @@ class Session:
     __slots__ = (
         "connected_at", "ctx", "difficulty", "extranonce1", "extranonce_subscribed",
         "fixed_difficulty", "issued", "last_activity", "min_difficulty", "next_extranonce1",
-        "pending_difficulty", "remote", "session_id", "subscribed", "user_agent", "vardiff",
-        "version_mask", "workers",
+        "pending_difficulty", "remote", "session_id", "subscribed", "target_cache",
+        "user_agent", "vardiff", "version_mask", "workers",
     )  # fmt: skip
 
     def __init__(self, ctx: PoolContext, remote: str, start_difficulty: float, now: float) -> None:
@@ -96,6 +96,8 @@ class Session:
         self.vardiff = Vardiff(ctx.vardiff, self.difficulty, now)
         # job id -> (difficulty, extranonce1) the miner was given it with.
         self.issued: dict[str, tuple[float, bytes]] = {}
+        # (difficulty, its target): the big-number division once per difficulty change.
+        self.target_cache: tuple[float, int] = (0.0, 0)
 
     @property
     def authorized(self) -> bool:
@@ -238,6 +240,12 @@ class Session:
         # at the current difficulty and extranonce1.
         difficulty, extranonce1 = issued if issued else (self.difficulty, self.extranonce1)
         current = jobs.current
+        cached = self.target_cache
+        if cached[0] == difficulty:
+            share_target = cached[1]
+        else:
+            share_target = difficulty_to_target(difficulty)
+            self.target_cache = (difficulty, share_target)
         verdict = validate_share(
             sub,
             job,
@@ -245,7 +253,7 @@ class Session:
             latest_template=current.template if current else None,
             extranonce1=extranonce1,
             extranonce2_size=self.ctx.extranonce2_size,
-            share_target=difficulty_to_target(difficulty),
+            share_target=share_target,
             version_mask=self.version_mask,
             now=now,
         )
