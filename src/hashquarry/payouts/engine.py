@@ -1,45 +1,84 @@
 """Payouts that never pay twice and never lose a payment.
 
-1. In one transaction: the payout intent (a unique id), its items, and ledger
-   entries debiting each balance.
-2. The wallet pays with one `sendmany`, whose comment carries the intent id.
-3. In one transaction: the intent is marked sent with the txid and the fee.
+1. In one transaction: the payout intent (a unique id, status "intent"), its items,
+   and ledger entries debiting each balance.
+2. The intent becomes "sending" (compare-and-set), then the wallet pays with one
+   `sendmany` whose comment carries the intent id.
+3. In one transaction: the intent is marked "sent" with the txid and the fee.
 
-A crash after 1 leaves an intent without a txid. On start-up every such intent
-is looked up in the wallet by its comment: found means it was paid (finish
-step 3), not found means it never was (reverse the debits; the next run pays).
-An explicit wallet refusal (insufficient funds, invalid address) reverses the
-debits at once and keeps the node's reason; a lost connection decides nothing
-until the wallet can be asked again.
+Every payout operation (pay, withdraw, reconcile, track) holds one lock per store and
+coin, in this process and across processes (lock.py), so a reconcile can never judge
+an intent a live payer is still working on, and two payers never debit one balance.
+
+An intent left behind is settled by reconcile, by searching the wallet for its
+comment (paging back to the intent's time): found means paid (finish step 3). Not
+found decides by state: "intent" means the wallet was never asked, so the debits are
+reversed; "sending" means a sendmany may have reached the node, which may still be
+working on it after the client gave up, so the intent is reversed only once it is
+older than `settle_after`. A node that refused for sure (insufficient funds, bad
+address) reverses at once; any other node error looks for the comment first.
+If the wallet turns out to have paid an intent that was already reversed, the
+amounts are debited again and the event is logged as an error: a txid is never
+dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hashquarry.accounting.ledger import POOL_ACCOUNT, balances
 from hashquarry.chain.rpc import NodeError, NodeRpc, RpcError
-from hashquarry.payouts.tables import payout_items, payouts
-from hashquarry.store import models as m
+from hashquarry.payouts import book
+from hashquarry.payouts.book import payout_entries
+from hashquarry.payouts.lock import LockTimeout, StoreLock
+from hashquarry.payouts.tables import payouts
+from hashquarry.payouts.wallet import (
+    CLOCK_MARGIN,
+    COIN,
+    COMMENT_PREFIX,
+    amount_string,
+    comment_for,
+    find_payments,
+    node_answered,
+    refused_before_creating,
+    sent_by_address,
+    to_sats,
+    tx_state,
+)
+
+__all__ = [
+    "COIN",
+    "COMMENT_PREFIX",
+    "PayoutBusy",
+    "PayoutEngine",
+    "PayoutError",
+    "PayoutResult",
+    "PayoutTarget",
+    "amount_string",
+    "payout_entries",
+    "to_sats",
+]
 
 log = logging.getLogger(__name__)
-
-COMMENT_PREFIX = "hashquarry:"
-COIN = 100_000_000
-WALLET_SCAN = 2_000  # recent wallet transactions searched when reconciling
 
 
 class PayoutError(Exception):
     pass
+
+
+class PayoutBusy(PayoutError):
+    """Another payout holds the lock; nothing was debited."""
 
 
 class Target(Protocol):
@@ -60,28 +99,16 @@ class PayoutTarget:
 @dataclass(frozen=True)
 class PayoutResult:
     payout_id: str
-    status: str
+    status: str  # sent | failed | sending (the wallet's answer is still to be found)
     txid: str | None
     total: int
     items: dict[str, int]
     error: str | None = None
 
 
-Fault = Callable[[str], None]
+Fault = Callable[[str], Awaitable[None] | None]
 Targets = Callable[[], Awaitable[Sequence[Target]]]
-
-
-def amount_string(sats: int) -> str:
-    """Base units to the wallet's decimal string (exact, no float)."""
-    return f"{sats // COIN}.{sats % COIN:08d}"
-
-
-def to_sats(value: float | str | Decimal) -> int:
-    return int((Decimal(str(value)) * COIN).to_integral_value())
-
-
-def _no_fault(_point: str) -> None:
-    pass
+Due = dict[str, tuple[str, int]]
 
 
 class PayoutEngine:
@@ -95,6 +122,9 @@ class PayoutEngine:
         fee_policy: str = "pool",
         minconf: int = 1,
         confirmations_required: int = 1,
+        settle_after: float = 600.0,
+        lock_timeout: float = 60.0,
+        clock: Callable[[], float] = time.time,
         fault: Fault | None = None,
     ) -> None:
         if fee_policy not in ("pool", "deducted"):
@@ -106,11 +136,40 @@ class PayoutEngine:
         self.fee_policy = fee_policy
         self.minconf = minconf
         self.confirmations_required = confirmations_required
-        self.fault = fault or _no_fault
+        self.settle_after = settle_after
+        self.lock_timeout = lock_timeout
+        self.clock = clock
+        self.fault = fault
+        # The API and the payout loop share this object: they queue here first, fairly,
+        # and only then contend for the store's lock with other engines and processes.
+        self._local = asyncio.Lock()
+        self._store_lock = StoreLock(engine, f"payouts-{coin}", timeout=lock_timeout)
+
+    async def _fault(self, point: str) -> None:
+        if self.fault is not None:
+            result = self.fault(point)
+            if inspect.isawaitable(result):
+                await result
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """The payout lock of this store and coin; PayoutBusy if not free in time."""
+        try:
+            await asyncio.wait_for(self._local.acquire(), self.lock_timeout)
+        except TimeoutError:
+            raise PayoutBusy("another payout is in progress; try again") from None
+        try:
+            try:
+                async with self._store_lock.hold():
+                    yield
+            except LockTimeout:
+                raise PayoutBusy("another payout is in progress; try again") from None
+        finally:
+            self._local.release()
 
     # -- choosing who is paid ---------------------------------------------------------
 
-    async def due(self, now: float) -> dict[str, tuple[str, int]]:
+    async def due(self, now: float) -> Due:
         """account -> (address, amount) for every balance at or above its threshold."""
         targets = {t.account: t for t in await self.targets()}
         async with self.engine.connect() as conn:
@@ -124,294 +183,281 @@ class PayoutEngine:
                 out[account] = (t.address, bal.balance)
         return out
 
-    # -- the three steps ----------------------------------------------------------------
+    # -- the operations (each holds the lock) -----------------------------------------
 
     async def run_once(self, now: float | None = None) -> PayoutResult | None:
         """Reconcile, then pay every due balance in one sendmany. None if nobody is due."""
         now = time.time() if now is None else now
-        await self.reconcile()
-        due = await self.due(now)
-        if not due:
-            return None
-        return await self.pay(due, kind="auto", now=now)
+        async with self.exclusive():
+            await self._reconcile(now)
+            due = await self.due(now)
+            if not due:
+                return None
+            return await self._pay(due, kind="auto", now=now)
 
     async def withdraw(self, accounts: Sequence[str], now: float | None = None) -> PayoutResult:
         """Pay these accounts their whole balance now, whatever their thresholds."""
         now = time.time() if now is None else now
-        await self.reconcile()
-        targets = {t.account: t for t in await self.targets()}
-        async with self.engine.connect() as conn:
-            bals = await balances(conn, self.coin, now)
-        due: dict[str, tuple[str, int]] = {}
-        for account in accounts:
-            t = targets.get(account)
-            if t is None:
-                raise PayoutError(f"{account}: no wallet address for {self.coin}")
-            if t.paused:
-                raise PayoutError(f"{account}: payments are paused")
-            bal = bals.get(account)
-            if bal is None or bal.balance <= 0:
-                raise PayoutError(f"{account}: nothing to withdraw")
-            due[account] = (t.address, bal.balance)
-        return await self.pay(due, kind="withdraw", now=now)
+        async with self.exclusive():
+            await self._reconcile(now)
+            targets = {t.account: t for t in await self.targets()}
+            async with self.engine.connect() as conn:
+                bals = await balances(conn, self.coin, now)
+            due: Due = {}
+            for account in accounts:
+                t = targets.get(account)
+                if t is None:
+                    raise PayoutError(f"{account}: no wallet address for {self.coin}")
+                if t.paused:
+                    raise PayoutError(f"{account}: payments are paused")
+                bal = bals.get(account)
+                if bal is None or bal.balance <= 0:
+                    raise PayoutError(f"{account}: nothing to withdraw")
+                due[account] = (t.address, bal.balance)
+            return await self._pay(due, kind="withdraw", now=now)
 
-    async def pay(self, due: dict[str, tuple[str, int]], *, kind: str, now: float) -> PayoutResult:
+    async def pay(self, due: Due, *, kind: str, now: float) -> PayoutResult:
+        async with self.exclusive():
+            return await self._pay(due, kind=kind, now=now)
+
+    async def reconcile(self, now: float | None = None) -> int:
+        """Settle intents left behind. Returns how many were settled."""
+        async with self.exclusive():
+            return await self._reconcile(time.time() if now is None else now)
+
+    async def track(self) -> int:
+        """Follow sent payouts on the node. Returns how many became confirmed."""
+        async with self.exclusive():
+            return await self._track()
+
+    async def pending(self) -> int:
+        """Intents whose wallet answer is not recorded yet (no lock: a read)."""
+        async with self.engine.connect() as conn:
+            q = select(payouts.c.id).where(
+                payouts.c.coin == self.coin, payouts.c.status.in_(book.PENDING)
+            )
+            return len((await conn.execute(q)).all())
+
+    # -- paying -------------------------------------------------------------------------
+
+    async def _pay(self, due: Due, *, kind: str, now: float) -> PayoutResult:
         payout_id = uuid.uuid4().hex
         total = sum(a for _, a in due.values())
+        # A node that is down fails here, before anything is written.
+        await self.rpc.call("getwalletinfo")
         async with self.engine.begin() as conn:
             # Balances may have moved since `due` was read: re-check inside the write.
             bals = await balances(conn, self.coin, now)
             for account, (_, amount) in due.items():
                 if bals.get(account) is None or bals[account].balance < amount:
                     raise PayoutError(f"{account}: balance changed; try again")
-            await conn.execute(
-                payouts.insert().values(
-                    id=payout_id,
-                    coin=self.coin,
-                    kind=kind,
-                    status="intent",
-                    created_at=now,
-                    total=total,
-                    tip=0,
-                    fee_policy=self.fee_policy,
-                    confirmations=0,
-                )
-            )
-            await conn.execute(
-                payout_items.insert(),
-                [
-                    {
-                        "payout_id": payout_id,
-                        "account": a,
-                        "address": addr,
-                        "amount": amt,
-                        "paid": amt,
-                    }
-                    for a, (addr, amt) in due.items()
-                ],
-            )
-            await conn.execute(
-                m.ledger.insert(),
-                [
-                    _ledger(self.coin, a, -amt, f"payout:{payout_id}", now)
-                    for a, (_, amt) in due.items()
-                ],
-            )
-        self.fault("after_intent")
+            await book.write_intent(
+                conn, self.coin, payout_id, kind=kind, due=due, fee_policy=self.fee_policy,
+                now=now,
+            )  # fmt: skip
+        await self._fault("after_intent")
+
+        async with self.engine.begin() as conn:
+            # From here on the wallet may have been asked. Compare-and-set: an intent
+            # decided meanwhile (only if this payer lost its lock) is not sent.
+            if not await book.set_status(
+                conn, payout_id, ["intent"], status="sending", sent_at=self.clock()
+            ):
+                return PayoutResult(payout_id, "failed", None, total, {}, "decided elsewhere")
+        await self._fault("before_send")
 
         amounts: dict[str, int] = {}
         for addr, amt in due.values():
             amounts[addr] = amounts.get(addr, 0) + amt
         subtract = list(amounts) if self.fee_policy == "deducted" else []
         try:
-            txid = await self.rpc.call(
-                "sendmany",
-                "",
-                {a: amount_string(v) for a, v in amounts.items()},
-                self.minconf,
-                COMMENT_PREFIX + payout_id,
-                subtract,
-                retries=0,
+            txid = str(
+                await self.rpc.call(
+                    "sendmany",
+                    "",
+                    {a: amount_string(v) for a, v in amounts.items()},
+                    self.minconf,
+                    comment_for(payout_id),
+                    subtract,
+                    retries=0,  # a retried sendmany could pay twice
+                )
             )
-        except RpcError as exc:
-            await self._fail(payout_id, f"wallet refused: {exc.message} (code {exc.code})", now)
-            return PayoutResult(payout_id, "failed", None, total, {}, exc.message)
         except NodeError as exc:
-            log.warning(
-                "payout %s: no answer from the wallet (%s); reconciling later", payout_id, exc
-            )
-            return PayoutResult(payout_id, "intent", None, total, {}, str(exc))
-        self.fault("after_send")
-        await self._mark_sent(payout_id, str(txid), now)
-        self.fault("after_record")
-        return PayoutResult(
-            payout_id, "sent", str(txid), total, {a: amt for a, (_, amt) in due.items()}
-        )
+            return await self._after_send_error(payout_id, total, exc, now)
+        await self._fault("after_send")
+        try:
+            await self._mark_sent(payout_id, txid, now)
+        except NodeError as exc:
+            # Paid, but the fee could not be read: the comment finds it again later.
+            log.error("payout %s: paid in %s, recorded later (%s)", payout_id, txid, exc)
+            return PayoutResult(payout_id, "sending", txid, total, {}, str(exc))
+        await self._fault("after_record")
+        items = {a: amt for a, (_, amt) in due.items()}
+        return PayoutResult(payout_id, "sent", txid, total, items)
 
-    async def _fail(self, payout_id: str, reason: str, now: float) -> None:
-        async with self.engine.begin() as conn:
-            await _reverse(conn, self.coin, payout_id, now)
-            await conn.execute(
-                update(payouts)
-                .where(payouts.c.id == payout_id)
-                .values(status="failed", error=reason[:512])
+    async def _after_send_error(
+        self, payout_id: str, total: int, exc: NodeError, now: float
+    ) -> PayoutResult:
+        reason = exc.message if isinstance(exc, RpcError) else str(exc)
+        if refused_before_creating(exc):
+            await self._fail(payout_id, f"wallet refused: {exc}", now)
+            return PayoutResult(payout_id, "failed", None, total, {}, reason)
+        # Ambiguous: the wallet may have paid. Its comment says.
+        log.warning(
+            "payout %s: sendmany failed ambiguously (%s); asking the wallet", payout_id, exc
+        )
+        try:
+            found = await self._find([payout_id])
+        except NodeError as lookup:
+            log.warning(
+                "payout %s: wallet not searchable (%s); reconciling later", payout_id, lookup
             )
-        log.warning("payout %s failed: %s", payout_id, reason)
+            return PayoutResult(payout_id, "sending", None, total, {}, reason)
+        if payout_id in found:
+            txid = found[payout_id][0]
+            try:
+                await self._mark_sent(payout_id, txid, now)
+            except NodeError:
+                return PayoutResult(payout_id, "sending", txid, total, {}, reason)
+            return PayoutResult(payout_id, "sent", txid, total, await self._items(payout_id))
+        if node_answered(exc):
+            # The node finished the call with an error and the wallet has no such
+            # transaction: it was never made.
+            await self._fail(payout_id, f"wallet refused: {exc}", now)
+            return PayoutResult(payout_id, "failed", None, total, {}, reason)
+        return PayoutResult(payout_id, "sending", None, total, {}, reason)
+
+    async def _items(self, payout_id: str) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            return {a: amt for a, amt, _ in await book.items_of(conn, payout_id)}
+
+    async def _find(self, payout_ids: Sequence[str]) -> dict[str, list[str]]:
+        async with self.engine.connect() as conn:
+            q = select(payouts.c.created_at).where(payouts.c.id.in_(list(payout_ids)))
+            times = [float(t) for t in (await conn.execute(q)).scalars()]
+        since = min(times, default=self.clock()) - CLOCK_MARGIN
+        return await find_payments(self.rpc, payout_ids, since)
+
+    async def _fail(self, payout_id: str, reason: str, now: float) -> bool:
+        async with self.engine.begin() as conn:
+            done = await book.set_status(
+                conn, payout_id, book.PENDING, status="failed", error=reason[:512]
+            )
+            if done:
+                await book.reverse(conn, self.coin, payout_id, now)
+        if done:
+            log.warning("payout %s failed, balances restored: %s", payout_id, reason)
+        return done
 
     async def _mark_sent(self, payout_id: str, txid: str, now: float) -> None:
         tx = await self.rpc.call("gettransaction", txid)
         tip = -to_sats(tx.get("fee", 0))
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(select(payouts.c.status).where(payouts.c.id == payout_id))
-            ).one()
-            if row.status != "intent":
-                return
-            await conn.execute(
-                update(payouts)
-                .where(payouts.c.id == payout_id)
-                .values(status="sent", txid=txid, sent_at=now, tip=tip)
+            q = select(payouts.c.status, payouts.c.txid, payouts.c.fee_policy).where(
+                payouts.c.id == payout_id
             )
-            if self.fee_policy == "pool" and tip:
-                await conn.execute(
-                    m.ledger.insert(),
-                    [
-                        {
-                            "coin": self.coin,
-                            "account": POOL_ACCOUNT,
-                            "kind": "fee",
-                            "bucket": "balance",
-                            "amount": -tip,
-                            "block_id": None,
-                            "ref": f"payout:{payout_id}:tip",
-                            "created_at": now,
-                            "mining_date": None,
-                            "extra": {"txid": txid},
-                        }
-                    ],
-                )
-            elif self.fee_policy == "deducted":
-                await self._record_received(conn, payout_id, tx)
-
-    async def _record_received(self, conn: AsyncConnection, payout_id: str, tx: Any) -> None:
-        sent: dict[str, int] = {}
-        for d in tx.get("details", []):
-            if d.get("category") == "send":
-                sent[d["address"]] = sent.get(d["address"], 0) - to_sats(d["amount"])
-        items = (
-            (await conn.execute(select(payout_items).where(payout_items.c.payout_id == payout_id)))
-            .mappings()
-            .all()
-        )
-        by_address: dict[str, list[Any]] = {}
-        for it in items:
-            by_address.setdefault(it["address"], []).append(it)
-        for address, rows in by_address.items():
-            received = sent.get(address)
-            if received is None:
-                continue
-            gross = sum(r["amount"] for r in rows)
-            # Several accounts paid to one address share its fee pro rata.
-            left = received
-            for i, r in enumerate(rows):
-                part = left if i == len(rows) - 1 else received * r["amount"] // gross
-                left -= part
-                await conn.execute(
-                    update(payout_items)
-                    .where(
-                        payout_items.c.payout_id == payout_id,
-                        payout_items.c.account == r["account"],
+            row = (await conn.execute(q.with_for_update())).one()
+            if row.status not in (*book.PENDING, "failed"):
+                if row.txid != txid:
+                    log.error(
+                        "payout %s PAID TWICE: wallet transactions %s and %s carry its id",
+                        payout_id, row.txid, txid,
+                    )  # fmt: skip
+                    await book.set_status(
+                        conn, payout_id, [row.status], error=f"also paid in {txid}"[:512]
                     )
-                    .values(paid=part)
-                )
+                return
+            note = None
+            if row.status == "failed":
+                accounts = await book.redebit(conn, self.coin, payout_id, now)
+                note = "paid by the wallet after it had been reversed; debited again"
+                log.error(
+                    "payout %s was reversed but the wallet paid it in %s: debited %s again",
+                    payout_id, txid, ", ".join(accounts),
+                )  # fmt: skip
+            await book.set_status(
+                conn, payout_id, [row.status], status="sent", txid=txid, sent_at=now, tip=tip,
+                error=note,
+            )  # fmt: skip
+            # The intent says how its transaction was built, whatever this process's policy.
+            if row.fee_policy == "pool":
+                await book.record_tip(conn, self.coin, payout_id, txid, tip, now)
+            else:
+                await book.record_received(conn, payout_id, sent_by_address(tx))
 
     # -- after a crash ------------------------------------------------------------------
 
-    async def reconcile(self) -> int:
-        """Settle intents left by a crash. Returns how many were settled."""
+    async def _reconcile(self, now: float) -> int:
         async with self.engine.connect() as conn:
-            pending = (
-                (
-                    await conn.execute(
-                        select(payouts.c.id).where(
-                            payouts.c.coin == self.coin, payouts.c.status == "intent"
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        if not pending:
-            return 0
-        txs = await self.rpc.call("listtransactions", "*", WALLET_SCAN, 0)
-        by_comment = {
-            t.get("comment"): t["txid"]
-            for t in txs
-            if str(t.get("comment", "")).startswith(COMMENT_PREFIX)
-        }
-        now = time.time()
-        for payout_id in pending:
-            txid = by_comment.get(COMMENT_PREFIX + payout_id)
-            if txid is not None:
-                log.info("payout %s was paid before a crash: %s", payout_id, txid)
-                await self._mark_sent(payout_id, txid, now)
-            else:
-                await self._fail(payout_id, "not in the wallet after a restart; will retry", now)
-        return len(pending)
-
-    async def track(self) -> int:
-        """Follow confirmations of sent payouts on the node."""
-        async with self.engine.connect() as conn:
+            q = select(payouts.c.id, payouts.c.status, payouts.c.sent_at, payouts.c.created_at)
             rows = (
                 await conn.execute(
-                    select(payouts.c.id, payouts.c.txid).where(
-                        payouts.c.coin == self.coin, payouts.c.status == "sent"
-                    )
+                    q.where(payouts.c.coin == self.coin, payouts.c.status.in_(book.PENDING))
                 )
             ).all()
-        changed = 0
-        for payout_id, txid in rows:
-            tx = await self.rpc.call("gettransaction", txid)
-            conf = int(tx.get("confirmations", 0))
-            status = "confirmed" if conf >= self.confirmations_required else "sent"
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(payouts)
-                    .where(payouts.c.id == payout_id)
-                    .values(confirmations=max(conf, 0), status=status)
+        if not rows:
+            return 0
+        # Any node error propagates: an incomplete search decides nothing.
+        found = await self._find([r.id for r in rows])
+        clock = self.clock()
+        settled = 0
+        for r in rows:
+            txids = found.get(r.id)
+            if txids:
+                if len(txids) > 1:
+                    log.error("payout %s PAID %d TIMES: %s", r.id, len(txids), txids)
+                log.info("payout %s was paid: %s", r.id, txids[0])
+                await self._mark_sent(r.id, txids[0], now)
+                for extra in txids[1:]:
+                    await self._mark_sent(r.id, extra, now)  # flags the duplicate
+            elif r.status == "intent":
+                await self._fail(r.id, "stopped before the wallet was asked; will retry", now)
+            elif clock - float(r.sent_at or r.created_at) >= self.settle_after:
+                await self._fail(
+                    r.id, f"not in the wallet {self.settle_after:.0f} s after sendmany", now
                 )
-            changed += status == "confirmed"
-        return changed
+            else:
+                log.info("payout %s: not in the wallet yet; deciding later", r.id)
+                continue
+            settled += 1
+            await self._fault("during_reconcile")
+        return settled
 
+    # -- after sending ------------------------------------------------------------------
 
-async def payout_entries(
-    conn: AsyncConnection, coin: str, account: str, limit: int = 100
-) -> list[dict[str, Any]]:
-    """An account's payouts, newest first, with the f2pool payout fields."""
-    q = (
-        select(payout_items.c.amount, payout_items.c.paid, payout_items.c.address,
-               payouts.c.txid, payouts.c.sent_at, payouts.c.tip, payouts.c.status,
-               payouts.c.confirmations, payouts.c.id, payouts.c.kind)
-        .join(payouts, payouts.c.id == payout_items.c.payout_id)
-        .where(payouts.c.coin == coin, payout_items.c.account == account,
-               payouts.c.status.in_(("sent", "confirmed")))
-        .order_by(payouts.c.sent_at.desc()).limit(limit)
-    )  # fmt: skip
-    return [
-        {"value": r.amount, "received": r.paid, "address": r.address, "tx_id": r.txid,
-         "paid_time": r.sent_at, "tip": r.tip, "status": r.status,
-         "confirmations": r.confirmations, "payout_id": r.id,
-         "wallet_type": "manual" if r.kind == "withdraw" else "auto"}
-        for r in (await conn.execute(q)).all()
-    ]  # fmt: skip
-
-
-def _ledger(coin: str, account: str, amount: int, ref: str, now: float) -> dict[str, Any]:
-    return {
-        "coin": coin,
-        "account": account,
-        "kind": "payout",
-        "bucket": "balance",
-        "amount": amount,
-        "block_id": None,
-        "ref": ref,
-        "created_at": now,
-        "mining_date": None,
-        "extra": None,
-    }
-
-
-async def _reverse(conn: AsyncConnection, coin: str, payout_id: str, now: float) -> None:
-    ref = f"payout:{payout_id}:reverse"
-    done = await conn.scalar(select(m.ledger.c.id).where(m.ledger.c.ref == ref).limit(1))
-    if done:
-        return
-    items = (
-        await conn.execute(
-            select(payout_items.c.account, payout_items.c.amount).where(
-                payout_items.c.payout_id == payout_id
+    async def _track(self) -> int:
+        async with self.engine.connect() as conn:
+            q = select(payouts.c.id, payouts.c.txid, payouts.c.status).where(
+                payouts.c.coin == self.coin,
+                payouts.c.status.in_(("sent", "conflicted", "abandoned")),
             )
-        )
-    ).all()
-    if items:
-        await conn.execute(m.ledger.insert(), [_ledger(coin, a, amt, ref, now) for a, amt in items])
+            rows = (await conn.execute(q)).all()
+        confirmed = 0
+        for payout_id, txid, old in rows:
+            try:
+                tx: dict[str, Any] = await self.rpc.call("gettransaction", txid)
+            except RpcError as exc:
+                # The node answers but its wallet lost the transaction: the operator's.
+                log.error("payout %s: transaction %s not in the wallet: %s", payout_id, txid, exc)
+                async with self.engine.begin() as conn:
+                    await book.set_status(conn, payout_id, [old], error=exc.message[:512])
+                continue
+            status, conf = tx_state(tx, self.confirmations_required)
+            values: dict[str, Any] = {"status": status, "confirmations": max(conf, 0)}
+            if status in ("conflicted", "abandoned"):
+                # Not reversed: a conflicted transaction can confirm after a reorg and an
+                # abandoned one can still be mined; the debits stay, flagged, until the
+                # operator decides (tracking goes on meanwhile).
+                values["error"] = (
+                    f"{status} on the node ({conf} confirmations, conflicts "
+                    f"{tx.get('walletconflicts', [])}); the money is debited and may not have "
+                    "arrived: check and settle by hand"
+                )[:512]
+                log.error("payout %s (%s) is %s: %s", payout_id, txid, status, values["error"])
+            elif old in ("conflicted", "abandoned"):
+                values["error"] = f"was {old}; {status} again"
+                log.warning("payout %s (%s) is %s again", payout_id, txid, status)
+            async with self.engine.begin() as conn:
+                await book.set_status(conn, payout_id, [old], **values)
+            confirmed += status == "confirmed"
+        return confirmed

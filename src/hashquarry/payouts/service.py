@@ -17,6 +17,7 @@ from hashquarry.payouts.engine import Fault, PayoutEngine, Target
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "HASHQUARRY_PAYOUT_FAULT"
+SETTLE_ENV = "HASHQUARRY_PAYOUT_SETTLE_AFTER"
 
 
 class InjectedFault(SystemExit):
@@ -24,8 +25,10 @@ class InjectedFault(SystemExit):
 
 
 def env_fault() -> Fault | None:
-    """Test hook: `HASHQUARRY_PAYOUT_FAULT=after_intent|after_send|after_record` kills the
-    process at that step (exit code 137, as kill -9 would), to prove crash safety."""
+    """Test hook: `HASHQUARRY_PAYOUT_FAULT=POINT` kills the process at that step (exit code
+    137, as kill -9 would), to prove crash safety. Points: after_intent, before_send,
+    after_send, after_record (paying) and during_reconcile (after the first intent that
+    reconcile settled)."""
     wanted = os.environ.get(FAULT_ENV)
     if not wanted:
         return None
@@ -36,6 +39,20 @@ def env_fault() -> Fault | None:
             os._exit(137)
 
     return fault
+
+
+def settle_after(settings: Settings) -> float:
+    """How long a sendmany with no answer may still be running on the node.
+
+    The node goes on with a call after the client gave up on it (a busy wallet's coin
+    selection can take minutes), so an intent whose sendmany had no answer is judged
+    "not paid" only this long after it was sent: ten RPC timeouts, at least ten
+    minutes. `HASHQUARRY_PAYOUT_SETTLE_AFTER` (seconds) overrides it.
+    """
+    override = os.environ.get(SETTLE_ENV)
+    if override:
+        return float(override)
+    return max(600.0, 10 * settings.node.rpc_timeout)
 
 
 def build_engine(settings: Settings, store: AsyncEngine, rpc: NodeRpc) -> PayoutEngine:
@@ -56,6 +73,9 @@ def build_engine(settings: Settings, store: AsyncEngine, rpc: NodeRpc) -> Payout
         fee_policy=cfg.fee_policy,
         minconf=cfg.minconf,
         confirmations_required=cfg.confirmations,
+        settle_after=settle_after(settings),
+        # Longer than one sendmany may take, so a withdrawal waits out a running payout.
+        lock_timeout=max(60.0, 3 * settings.node.rpc_timeout),
         fault=env_fault(),
     )
 
@@ -64,13 +84,20 @@ async def payout_loop(
     engine: PayoutEngine, interval: float, before: Callable[[], Awaitable[object]] | None = None
 ) -> None:
     """Reconcile crash leftovers now; then every `interval`: settle what is due
-    (`before`), follow confirmations, pay."""
+    (`before`), follow confirmations, pay. Intents still waiting for the wallet's answer
+    are looked at again after `settle_after` rather than a whole interval later."""
     try:
         await engine.reconcile()
     except Exception:
         log.exception("payout reconciliation failed; will retry with the next run")
     while True:
-        await asyncio.sleep(interval)
+        wait = interval
+        try:
+            if await engine.pending():
+                wait = min(interval, engine.settle_after + 1.0)
+        except Exception:
+            log.exception("payout store not readable; will retry")
+        await asyncio.sleep(wait)
         try:
             if before is not None:
                 # Settlements first, so dividends are taken before balances are paid.
