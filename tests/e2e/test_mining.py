@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
+import threading
+import time
 
+import httpx
 import pytest
 
 from hashquarry.chain.address import address_to_script, network
@@ -176,15 +180,43 @@ def _wait_port(port: int, timeout: float = 30) -> None:
 
 
 def test_demo_command_runs_and_reports() -> None:
-    """The README's first command, as a user runs it, for a short while."""
-    out = subprocess.run(
-        [sys.executable, "-m", "hashquarry", "demo", "--seconds", "20"],
-        capture_output=True,
+    """The README's first command, as a user runs it: the whole life of a coin (blocks
+    mature, balances, a payout confirmed on the node) and the APIs it prints answering."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hashquarry", "demo", "--seconds", "75"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
-        check=True,
     )
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        assert proc.stderr is not None
+        api = None
+        for line in proc.stderr:
+            found = re.search(r"APIs at (http://[0-9.]+:[0-9]+)", line)
+            if found:
+                api = found.group(1)
+                break
+        assert api is not None, "the demo did not print its API address"
+        # Drain stderr in the background so the demo never blocks on a full pipe.
+        drain = threading.Thread(target=proc.stderr.read, daemon=True)
+        drain.start()
+        deadline = time.monotonic() + 60
+        stats: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            try:
+                stats = httpx.get(f"{api}/api/pool/stats", timeout=5).json()
+            except httpx.TransportError:
+                stats = {}  # the API may still be binding its port
+            if stats.get("active_workers") == 4:  # 2 miner processes x 2 workers
+                break
+            time.sleep(1)
+        assert stats.get("active_workers") == 4, stats
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    report = json.loads(out.strip().splitlines()[-1])
     for key in (
         "shares_accepted",
         "shares_rejected",
@@ -194,8 +226,13 @@ def test_demo_command_runs_and_reports() -> None:
         "blocks_confirmed",
         "payouts_sent",
         "payouts_confirmed",
+        "api",
     ):
         assert key in report, report
+    assert report["api"] == api
     assert report["shares_accepted"] > 0
     assert report["blocks_accepted"] > 0
     assert report["height"] >= report["blocks_accepted"] + 1
+    assert report["blocks_confirmed"] >= 1, report
+    assert report["payouts_confirmed"] >= 1, report
+    assert report["balance_total"] >= 0 and report["immature_total"] > 0, report

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -23,6 +24,8 @@ from sqlalchemy import func, select
 
 from hashquarry.accounting import stats as read_models
 from hashquarry.accounting.ledger import Balance, balances
+from hashquarry.api.app import create_app, serve_api
+from hashquarry.api.context import ApiContext
 from hashquarry.chain.regtest import RegtestNode
 from hashquarry.config import load_settings
 from hashquarry.payouts.tables import payouts
@@ -36,14 +39,25 @@ PAYOUT_INTERVAL = 15.0
 THRESHOLD = 50 * 100_000_000  # base units
 
 
-async def _register(pool: Pool, node: RegtestNode) -> None:
-    """An owner with the demo's mining users, each with a wallet on the node."""
+async def _register(pool: Pool, node: RegtestNode) -> str:
+    """An owner with the demo's mining users, each with a wallet on the node; returns a
+    read-only API key of the owner, so the user can try the APIs while the demo runs."""
     assert pool.accounts is not None
     await pool.accounts.create_owner("demo")
     for name in ACCOUNTS:
         await pool.accounts.add_mining_user("demo", name, f"demo user {name}")
         address = node.call("getnewaddress")
         await pool.accounts.update_wallet("demo", name, "bitcoin", address, THRESHOLD)
+    _, key = await pool.accounts.create_api_key(
+        "demo", ["read_hashrate", "read_revenue", "read_payments"]
+    )
+    return key
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def _payout_counts(pool: Pool) -> Counter[str]:
@@ -79,6 +93,7 @@ def _table(
     height: int,
     started: float,
     node_ok: bool,
+    stratum: str,
     api: str,
     ledger: tuple[dict[str, Balance], Counter[str], Counter[str]],
 ) -> Group:
@@ -87,7 +102,8 @@ def _table(
     t = Table(title=f"hashquarry demo — regtest, {now - started:.0f} s", title_justify="left")
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row("stratum", api)
+    t.add_row("stratum", stratum)
+    t.add_row("APIs (Bitminter, SiaMining, f2pool)", api)
     t.add_row("node", "up" if node_ok else "[red]down[/red]")
     t.add_row("chain height", str(height))
     t.add_row("workers online", str(pool.server.worker_count()))
@@ -134,6 +150,7 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
     await asyncio.to_thread(node.start)
     procs: list[asyncio.subprocess.Process] = []
     pool: Pool | None = None
+    api_task: asyncio.Task[None] | None = None
     try:
         address = node.call("getnewaddress")
         # Regtest coinbases need 100 confirmations before the wallet may spend them:
@@ -169,10 +186,23 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
         await upgrade_async(url_db)
         store = make_engine(url_db)
         pool = Pool(settings, store=store)
-        await _register(pool, node)
+        api_key = await _register(pool, node)
         await pool.start()
         url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
+        api_port = _free_port()
+        api_url = f"http://127.0.0.1:{api_port}"
+        api_task = asyncio.create_task(
+            serve_api(create_app(ApiContext.for_pool(pool)), "127.0.0.1", api_port)
+        )
         console.print(f"pool paying {address}, stratum at {url}")
+        console.print(
+            f"APIs at {api_url} (OpenAPI at {api_url}/openapi.json), e.g.\n"
+            f"  curl {api_url}/api/pool/stats\n"
+            f"  curl -H 'Authorization: key={api_key}' {api_url}/api/users\n"
+            f"  curl -X POST -H 'F2P-API-SECRET: {api_key}' -H 'Content-Type: application/json' "
+            f'-d \'{{"currency": "bitcoin", "mining_user_name": "alice"}}\' '
+            f"{api_url}/v2/hash_rate/info"
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -207,7 +237,8 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
                 if live is not None:
                     ledger = await _ledger(pool)
                     live.update(
-                        _table(pool, height, started, pool.feed.node_ok, url, ledger), refresh=True
+                        _table(pool, height, started, pool.feed.node_ok, url, api_url, ledger),
+                        refresh=True,
                     )
                 elif time.time() - last_print >= 5:
                     last_print = time.time()
@@ -255,8 +286,13 @@ async def _demo(seconds: float | None, miner_processes: int, console: Console) -
             "miners_shares_accepted": sum(r.get("shares_accepted", 0) for r in miner_reports),
             "workers": sum(len(r.get("workers", {})) for r in miner_reports),
             "seconds": round(time.time() - started, 1),
+            "api": api_url,
         }
     finally:
+        if api_task is not None:
+            api_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await api_task
         for p in procs:
             if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
