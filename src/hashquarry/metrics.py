@@ -20,7 +20,7 @@ JOBS = Counter("hashquarry_jobs_total", "Jobs broadcast", ["clean"])
 NODE_UP = Gauge("hashquarry_node_up", "1 while the coin node answers")
 BLOCK_SUBMIT_SECONDS = Histogram(
     "hashquarry_block_submit_seconds",
-    "From the winning share's arrival to the node's answer",
+    "From the winning share passing validation to the node's answer to submitblock",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
 )
 

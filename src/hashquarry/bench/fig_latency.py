@@ -215,7 +215,7 @@ def figure_block_submit(env: BenchEnv) -> Figure:
             "pool's own histogram, p50",
             statistics.median(hist),
             "ms",
-            note=f"{SUBMIT_HISTOGRAM}: share arrival → node's answer (incl. validation)",
+            note=f"{SUBMIT_HISTOGRAM}: share validated → node's answer to submitblock",
         )
     zmq_ms = [x["zmq_ms"] for x in trials if x.get("zmq_ms") is not None]
     if zmq_ms:
