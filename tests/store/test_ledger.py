@@ -115,9 +115,12 @@ async def count(conn: AsyncConnection) -> int:
         # a window longer than the log: every share up to the block (alice 2000,
         # bob 1000, carol 2000, dave 500)
         ("pplns", 5.0, 0, {"alice": 227_277_217, "bob": 113_638_609, "carol": 227_277_217}),
-        # PROP: the round's weights alice 3000, bob 1000, dave 1000 (retained), erin 0
-        ("prop", 2.0, 0, {"alice": 375_007_408, "bob": 125_002_470}),
-        ("prop", 2.0, FEE_BPS, {"alice": 369_382_297, "bob": 123_127_433}),
+        # PROP: the round's weights alice 3000, bob 1000, dave 1000 (retained), erin 0.
+        # Gross by the round: alice 375,007,408, bob 125,002,470 (the odd satoshi: the
+        # larger remainder, tie to the smaller key), dave 125,002,469; the PROP pot
+        # 500,009,878 (less the fee) is then split 3:1, its odd satoshi to alice.
+        ("prop", 2.0, 0, {"alice": 375_007_409, "bob": 125_002_469}),
+        ("prop", 2.0, FEE_BPS, {"alice": 369_382_298, "bob": 123_127_432}),
         # SOLO: the finder takes it all, less the fee
         ("solo", 2.0, 0, {"alice": INCOME}),
         ("solo", 2.0, FEE_BPS, {"alice": INCOME - INCOME * FEE_BPS // 10_000}),
@@ -153,9 +156,13 @@ async def test_credit_block_adds_up_to_the_income(
     assert len(pool) == 1 and pool[0]["kind"] == "fee"
     extra = pool[0]["extra"]
     assert extra["fee"] + extra["retained"] == pool[0]["amount"]
-    assert extra["fee"] == (0 if scheme in ("pps", "fpps") else INCOME * fee_bps // 10_000)
     if scheme in ("pps", "fpps"):
         assert extra == {"fee": 0, "retained": INCOME}
+    else:
+        # The fee is on the part credited to block-mode work; dave's PPS part (retained)
+        # was charged its fee per share already.
+        assert extra["fee"] == (INCOME - extra["retained"]) * fee_bps // 10_000
+        assert (extra["retained"] > 0) == (scheme != "solo")
 
 
 async def test_every_scheme_adds_up_across_many_blocks(engine: AsyncEngine) -> None:

@@ -336,13 +336,16 @@ EXPECTED_SHIFT_ACCOUNTS = {
     (3, "bob"): (0.0, 0, 1),
 }
 # PPLNS, N = 2: the window (20,000) holds every share up to the block: alice 3000,
-# bob 2000, carol 1000 (PPS mode: her part is retained). Fee 1% of 625,010,000.
-FEE = 6_250_100
-NET = REWARD - FEE  # 618,759,900, split 3:2:1 exactly
+# bob 2000, carol 1000 (PPS mode: her part is retained). 625,010,000 split 3:2:1 is
+# 312,505,000, 208,336,667 (the odd satoshi: bob's larger remainder) and 104,168,333
+# (carol's, retained); the fee is 1% of the PPLNS pot 520,841,667, and the pot less the
+# fee, 515,633,251, splits 3:2 with its odd satoshi to alice.
+FEE = 5_208_416
+RETAINED = 104_168_333
 EXPECTED_CREDITS = {
-    "alice": 309_379_950,
+    "alice": 309_379_951,
     "bob": 206_253_300,
-    POOL_ACCOUNT: FEE + 103_126_650,
+    POOL_ACCOUNT: FEE + RETAINED,
 }
 # carol's one PPS share: floor(1000 / 10000 x 625,000,000 x 0.99 x 1e9) nano-satoshis
 PPS_NANO = 61_875_000 * 10**9
@@ -461,7 +464,7 @@ async def test_write_batch(engine: AsyncEngine, split: int | None) -> None:
         assert r["mining_date"] == TODAY
         assert r["kind"] == ("fee" if r["account"] == POOL_ACCOUNT else "revenue")
     pool = next(r for r in lg if r["account"] == POOL_ACCOUNT)
-    assert pool["extra"] == {"fee": FEE, "retained": 103_126_650}
+    assert pool["extra"] == {"fee": FEE, "retained": RETAINED}
 
     assert pp == [
         {

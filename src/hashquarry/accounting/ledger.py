@@ -2,10 +2,12 @@
 
 Every operation writes its entries under an idempotency `ref` (unique with the
 account and bucket), so repeating an operation after a crash changes nothing.
-Block rewards arrive as immature entries when the block is found, move to the
-balance when it matures, and are reversed if it turns out stale or orphaned.
-The pool's own fee and retained amounts are booked to POOL_ACCOUNT, so the
-entries of a block always add up to its reward exactly.
+Block rewards arrive as immature entries when the block is found (split by
+`accounting.split` over the settle modes of the shares behind it), move to the
+balance when it matures, are reversed if it turns out stale or orphaned, and are
+credited again, as immature, if a reorg brings it back onto the chain. The pool's
+own fee and retained amounts are booked to POOL_ACCOUNT, so the entries of a block
+always add up to its reward exactly (or to nothing while it is off the chain).
 """
 
 from __future__ import annotations
@@ -14,114 +16,70 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, text, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hashquarry.accounting.aggregate import FoundBlock, utc_day
-from hashquarry.accounting.schemes import (
-    Credits,
-    pplns_credits,
-    pplns_window_weight,
-    prop_credits,
-    settle_nano,
-    share_weight,
-    solo_credits,
-)
+from hashquarry.accounting.schemes import Credits, pplns_window_weight, settle_nano
+from hashquarry.accounting.split import BLOCK_MODES, SHARE_MODES, basis_of, split_block
+from hashquarry.accounting.window import ModeHistory, mode_history, round_weights, window_weights
 from hashquarry.store import models as m
 
 POOL_ACCOUNT = "__pool__"
-BLOCK_SCHEMES = ("pplns", "prop", "solo")
-FETCH = 200_000
+BLOCK_SCHEMES = BLOCK_MODES
 
 
-async def mode_resolver(conn: AsyncConnection, coin: str, default: str) -> Any:
-    """(account, time) -> scheme, from the settle-mode history."""
-    rows = (
-        await conn.execute(
-            select(m.settle_modes.c.account, m.settle_modes.c.mode, m.settle_modes.c.activate_at)
-            .where(m.settle_modes.c.coin == coin)
-            .order_by(m.settle_modes.c.activate_at, m.settle_modes.c.id)
-        )
-    ).all()
-    history: dict[str, list[tuple[float, str]]] = {}
-    for account, mode, at in rows:
-        history.setdefault(account, []).append((at, mode))
-
-    def mode_of(account: str, t: float) -> str:
-        current = default
-        for at, mode in history.get(account, ()):
-            if at <= t:
-                current = mode
-            else:
-                break
-        return current
-
-    return mode_of
-
-
-_WINDOW_SQL = text(
-    "SELECT seq, account, difficulty FROM shares WHERE coin = :coin AND seq < :before "
-    "ORDER BY seq DESC LIMIT :limit"
-)
-
-
-async def _window_newest_first(
-    conn: AsyncConnection, coin: str, upto_seq: int, window: int
-) -> list[tuple[str, float]]:
-    """(account, difficulty) newest first, at least covering the window (or all there is).
-
-    Plain text SQL and whole batches: at a million shares, per-row ORM objects and
-    per-row awaits would dominate the time.
-    """
-    out: list[tuple[str, float]] = []
-    covered = 0
-    before = upto_seq + 1
-    weight_of: dict[float, int] = {}
-    while covered < window:
-        rows = (
-            await conn.execute(_WINDOW_SQL, {"coin": coin, "before": before, "limit": FETCH})
-        ).all()
-        if not rows:
-            break
-        for _seq, account, difficulty in rows:
-            out.append((account, difficulty))
-            w = weight_of.get(difficulty)
-            if w is None:
-                w = weight_of[difficulty] = share_weight(difficulty)
-            covered += w
-            if covered >= window:
-                break
-        before = rows[-1][0]
-    return out
+async def mode_resolver(conn: AsyncConnection, coin: str, default: str) -> ModeHistory:
+    """(account, time) -> settle mode, from the switch history (see window.ModeHistory)."""
+    return await mode_history(conn, coin, default)
 
 
 async def block_credits(
-    conn: AsyncConnection, b: FoundBlock, *, scheme: str, fee_bps: int, pplns_n: float
+    conn: AsyncConnection,
+    b: FoundBlock,
+    *,
+    scheme: str,
+    fee_bps: int,
+    pplns_n: float,
+    modes: ModeHistory | None = None,
 ) -> Credits:
-    mode_of = await mode_resolver(conn, b.coin, scheme)
+    """What block `b` credits on a coin whose default scheme is `scheme` (split.py)."""
+    if modes is None:
+        modes = await mode_history(conn, b.coin, scheme)
+    finder_mode = modes(b.account, b.found_at)
+    if finder_mode in SHARE_MODES and not modes.switched:
+        # Everyone is paid per share: the block is the pool's; no window to read.
+        return Credits({}, 0, b.income)
+    window: dict[tuple[str, str], int] = {}
+    round_: dict[tuple[str, str], int] = {}
+    if finder_mode != "solo":
+        # Each measure is read only when a group needs it: the basis always, the
+        # other one when some of the basis' work is in the mode that uses it.
+        width = pplns_window_weight(pplns_n, b.network_difficulty)
 
-    def eligible(account: str) -> bool:
-        return mode_of(account, b.found_at) in BLOCK_SCHEMES
+        async def read_window() -> dict[tuple[str, str], int]:
+            return await window_weights(conn, b.coin, b.seq, width, modes)
 
-    if scheme == "solo":
-        return solo_credits(b.account, b.income, fee_bps)
-    if scheme == "prop":
-        rows = (
-            await conn.execute(
-                select(m.round_accounts.c.account, m.round_accounts.c.accepted_diff).where(
-                    m.round_accounts.c.round_id == b.round_id
-                )
-            )
-        ).all()
-        weights = {a: share_weight(d) for a, d in rows if d > 0}
-        if not weights:
-            return solo_credits(b.account, b.income, fee_bps)
-        return prop_credits(weights, b.income, fee_bps, eligible)
-    window = pplns_window_weight(pplns_n, b.network_difficulty)
-    shares = await _window_newest_first(conn, b.coin, b.seq, window)
-    if not shares:
-        return solo_credits(b.account, b.income, fee_bps)
-    return pplns_credits(shares, window, b.income, fee_bps, eligible)
+        async def read_round() -> dict[tuple[str, str], int]:
+            return await round_weights(conn, b.coin, b.round_id, b.seq, modes, b.found_at)
+
+        if basis_of(scheme) == "window":
+            window = await read_window()
+            if any(mode == "prop" for _, mode in window):
+                round_ = await read_round()
+        else:
+            round_ = await read_round()
+            if any(mode == "pplns" for _, mode in round_):
+                window = await read_window()
+    return split_block(
+        b.income,
+        fee_bps,
+        finder=b.account,
+        finder_mode=finder_mode,
+        basis=basis_of(scheme),
+        window=window,
+        round_=round_,
+    )
 
 
 async def credit_block(
@@ -133,14 +91,10 @@ async def credit_block(
     pplns_n: float,
     now: float,
 ) -> None:
-    """Immature credits for a block just found (PPS/FPPS pools keep the block)."""
-    if scheme in BLOCK_SCHEMES:
-        credits = await block_credits(conn, b, scheme=scheme, fee_bps=fee_bps, pplns_n=pplns_n)
-        entries = dict(credits.per_account)
-        fee, retained = credits.fee, credits.retained
-    else:
-        entries, fee, retained = {}, 0, b.income
-    ref = f"block:{b.coin}:{b.id}:credit"
+    """Immature credits for a block just found; the pool's part is its fee + retained."""
+    credits = await block_credits(conn, b, scheme=scheme, fee_bps=fee_bps, pplns_n=pplns_n)
+    entries, fee, retained = credits.per_account, credits.fee, credits.retained
+    ref = _block_ref(b.coin, b.id, "credit")
     day = utc_day(b.found_at)
     rows = [
         _entry(b.coin, a, "revenue", "immature", amt, b.id, ref, now, day)
@@ -166,6 +120,10 @@ async def credit_block(
         )
     if rows:
         await conn.execute(m.ledger.insert(), rows)
+
+
+def _block_ref(coin: str, block_id: int, op: str) -> str:
+    return f"block:{coin}:{block_id}:{op}"
 
 
 def _entry(
@@ -194,43 +152,97 @@ def _entry(
     }
 
 
-async def _immature_of(conn: AsyncConnection, coin: str, block_id: int) -> list[Any]:
+def _of_block(coin: str, block_id: int) -> Any:
+    c = m.ledger.c
+    return and_(c.coin == coin, c.block_id == block_id, c.ref.like(f"block:{coin}:{block_id}:%"))
+
+
+async def _net_immature(conn: AsyncConnection, coin: str, block_id: int) -> list[Any]:
+    """(account, kind, amount, mining_date) the block holds immature now, per account."""
+    c = m.ledger.c
     return list(
         (
             await conn.execute(
-                select(
-                    m.ledger.c.account, m.ledger.c.kind, m.ledger.c.amount, m.ledger.c.mining_date
-                ).where(
-                    m.ledger.c.ref == f"block:{coin}:{block_id}:credit",
-                    m.ledger.c.bucket == "immature",
-                )
+                select(c.account, c.kind, func.sum(c.amount), func.max(c.mining_date))
+                .where(_of_block(coin, block_id), c.bucket == "immature")
+                .group_by(c.account, c.kind)
+                .having(func.sum(c.amount) != 0)
+                .order_by(c.account, c.kind)
             )
         ).all()
     )
 
 
-async def mature_block(conn: AsyncConnection, coin: str, block_id: int, now: float) -> None:
-    ref = f"block:{coin}:{block_id}:mature"
-    if await conn.scalar(select(func.count()).where(m.ledger.c.ref == ref)):
-        return
+async def _count_refs(conn: AsyncConnection, ref_like: str) -> int:
+    return int(
+        await conn.scalar(
+            select(func.count(func.distinct(m.ledger.c.ref))).where(m.ledger.c.ref.like(ref_like))
+        )
+        or 0
+    )
+
+
+async def mature_block(conn: AsyncConnection, coin: str, block_id: int, now: float) -> int:
+    """Move what the block holds immature to the balance, once. Returns rows written."""
+    ref = _block_ref(coin, block_id, "mature")
+    if await _count_refs(conn, ref):
+        return 0
     rows = []
-    for account, kind, amount, day in await _immature_of(conn, coin, block_id):
+    for account, kind, amount, day in await _net_immature(conn, coin, block_id):
         rows.append(_entry(coin, account, kind, "immature", -amount, block_id, ref, now, day))
         rows.append(_entry(coin, account, kind, "balance", amount, block_id, ref, now, day))
     if rows:
         await conn.execute(m.ledger.insert(), rows)
+    return len(rows)
 
 
-async def reverse_block(conn: AsyncConnection, coin: str, block_id: int, now: float) -> None:
-    ref = f"block:{coin}:{block_id}:reverse"
-    if await conn.scalar(select(func.count()).where(m.ledger.c.ref == ref)):
-        return
+async def reverse_block(conn: AsyncConnection, coin: str, block_id: int, now: float) -> int:
+    """Take back what the block holds immature (it left the chain). A block can leave
+    and return more than once, so each reversal has its own ref (reverse:1, :2, ...);
+    a repeated call finds nothing immature and writes nothing."""
+    held = await _net_immature(conn, coin, block_id)
+    if not held:
+        return 0
+    n = await _count_refs(conn, _block_ref(coin, block_id, "reverse:%")) + 1
+    ref = _block_ref(coin, block_id, f"reverse:{n}")
     rows = [
         _entry(coin, account, kind, "immature", -amount, block_id, ref, now, day)
-        for account, kind, amount, day in await _immature_of(conn, coin, block_id)
+        for account, kind, amount, day in held
+    ]
+    await conn.execute(m.ledger.insert(), rows)
+    return len(rows)
+
+
+async def recredit_block(conn: AsyncConnection, coin: str, block_id: int, now: float) -> int:
+    """The block is back on the chain after a reorg: its original credits again, as
+    immature (ref recredit:N after reverse:N). The split is the one made when it was
+    found, not a new one: the shares behind it are the same. Idempotent: nothing is
+    written while the block holds anything immature, or once it has matured."""
+    if await _count_refs(conn, _block_ref(coin, block_id, "mature")):
+        return 0
+    if await _net_immature(conn, coin, block_id):
+        return 0
+    n = await _count_refs(conn, _block_ref(coin, block_id, "reverse:%"))
+    if n == 0:
+        return 0  # never reversed: the credit itself stands (or there was none)
+    ref = _block_ref(coin, block_id, f"recredit:{n}")
+    if await _count_refs(conn, ref):
+        return 0
+    c = m.ledger.c
+    credit = (
+        await conn.execute(
+            select(c.account, c.kind, c.amount, c.mining_date, c.extra).where(
+                c.ref == _block_ref(coin, block_id, "credit"), c.bucket == "immature"
+            )
+        )
+    ).all()
+    rows = [
+        _entry(coin, account, kind, "immature", amount, block_id, ref, now, day, extra)
+        for account, kind, amount, day, extra in credit
     ]
     if rows:
         await conn.execute(m.ledger.insert(), rows)
+    return len(rows)
 
 
 async def settle_pps(

@@ -29,6 +29,7 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, TypeVar
 
 __all__ = [
     "BPS",
@@ -54,6 +55,10 @@ BPS = 10_000  # basis points in a whole
 NANO = 10**9  # nano-satoshis per satoshi
 
 _TWO32_FLOAT = float(HASHES_PER_DIFF1)
+
+# Payee keys: account names, or (account, mode) pairs when a block is split by settle
+# mode first (accounting.split). Any hashable, totally ordered key works.
+K = TypeVar("K", bound=Any)
 _WEIGHT_CACHE_LIMIT = 4096  # distinct share difficulties remembered inside one window walk
 
 
@@ -147,7 +152,7 @@ def apply_fee(amount: int, fee_bps: int) -> tuple[int, int]:
     return amount - fee, fee
 
 
-def split_exact(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
+def split_exact(amount: int, weights: Mapping[K, int]) -> dict[K, int]:
     """Split ``amount`` satoshis in proportion to integer ``weights``, exactly.
 
     Largest-remainder method: everyone gets the floor of their exact share,
@@ -161,7 +166,7 @@ def split_exact(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
     when their part is 0.
     """
     amount = _satoshis("amount", amount)
-    positive: list[tuple[str, int]] = []
+    positive: list[tuple[K, int]] = []
     total = 0
     for key, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int):
@@ -176,8 +181,8 @@ def split_exact(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
             raise ValueError(f"weights are all zero, nobody to give amount={amount} to")
         return {}
     positive.sort()
-    parts: dict[str, int] = {}
-    remainders: list[tuple[int, str]] = []
+    parts: dict[K, int] = {}
+    remainders: list[tuple[int, K]] = []
     given = 0
     for key, weight in positive:
         part, remainder = divmod(amount * weight, total)
@@ -255,8 +260,8 @@ def _credits_from_weights(
 
 
 def pplns_window(
-    shares_newest_first: Iterable[tuple[str, float]], window_weight: int
-) -> dict[str, int]:
+    shares_newest_first: Iterable[tuple[K, float]], window_weight: int
+) -> dict[K, int]:
     """Weight per account of the last ``window_weight`` hashes' worth of shares.
 
     Shares are walked newest first and their weights added until the window is
@@ -279,7 +284,7 @@ def pplns_window(
         )
     if window_weight < 1:
         raise ValueError(f"window_weight must be at least 1, got {window_weight}")
-    acc: dict[str, int] = {}
+    acc: dict[K, int] = {}
     get = acc.get
     cache: dict[float, int] = {}
     cached = cache.get

@@ -1,0 +1,256 @@
+"""The work a block is split by, read from the store: per-share modes, the PPLNS window,
+the round, and how far back share rows must be kept for them.
+
+Shares are read as plain tuples in large batches: at a million shares per window,
+per-row ORM objects and per-row awaits would dominate the time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hashquarry.accounting.schemes import pplns_window, share_weight
+from hashquarry.accounting.split import Key
+from hashquarry.store import models as m
+
+log = logging.getLogger(__name__)
+
+FETCH = 200_000
+
+
+class ModeHistory:
+    """(account, time) -> the settle mode in force then, from the switch history.
+
+    A switch applies from its activation time on; of two at the same time, the later
+    row wins. Accounts that never switched are in the coin's default mode."""
+
+    def __init__(self, default: str, history: dict[str, list[tuple[float, str]]]) -> None:
+        self.default = default
+        self._at = {a: [at for at, _ in h] for a, h in history.items()}
+        self._mode = {a: [mode for _, mode in h] for a, h in history.items()}
+
+    @property
+    def switched(self) -> frozenset[str]:
+        """Accounts with any switch (for the others every share is in the default mode)."""
+        return frozenset(self._at)
+
+    def __call__(self, account: str, t: float) -> str:
+        ats = self._at.get(account)
+        if ats is None:
+            return self.default
+        i = bisect.bisect_right(ats, t)
+        return self._mode[account][i - 1] if i else self.default
+
+    def keyer(self) -> _Keyer:
+        return _Keyer(self)
+
+
+class _Keyer:
+    """(account, share time) -> (account, mode) without a call or a tuple per share for
+    the accounts that never switched (nearly all of them, nearly always)."""
+
+    def __init__(self, modes: ModeHistory) -> None:
+        self.modes = modes
+        self.switched = modes.switched
+        self.fixed: dict[str, Key] = {}
+
+    def __call__(self, account: str, t: float) -> Key:
+        if account in self.switched:
+            return (account, self.modes(account, t))
+        key = self.fixed.get(account)
+        if key is None:
+            key = self.fixed[account] = (account, self.modes.default)
+        return key
+
+
+async def mode_history(conn: AsyncConnection, coin: str, default: str) -> ModeHistory:
+    rows = (
+        await conn.execute(
+            select(m.settle_modes.c.account, m.settle_modes.c.mode, m.settle_modes.c.activate_at)
+            .where(m.settle_modes.c.coin == coin)
+            .order_by(m.settle_modes.c.activate_at, m.settle_modes.c.id)
+        )
+    ).all()
+    history: dict[str, list[tuple[float, str]]] = {}
+    for account, mode, at in rows:
+        history.setdefault(account, []).append((float(at), str(mode)))
+    return ModeHistory(default, history)
+
+
+_NEWEST_FIRST = text(
+    "SELECT seq, account, time, difficulty FROM shares WHERE coin = :coin AND seq < :before "
+    "ORDER BY seq DESC LIMIT :limit"
+)
+_ASCENDING = text(
+    "SELECT seq, account, time, difficulty FROM shares "
+    "WHERE coin = :coin AND seq >= :after AND seq <= :upto ORDER BY seq LIMIT :limit"
+)
+
+
+async def _pool_shares_newest_first(
+    conn: AsyncConnection, coin: str, upto_seq: int, window: int, modes: ModeHistory
+) -> tuple[list[tuple[Key, float]], int | None]:
+    """((account, mode), difficulty) of pool shares (not SOLO-mode) newest first, at
+    least covering `window` (or all there is), and the seq of the oldest one read."""
+    key_of = modes.keyer()
+    out: list[tuple[Key, float]] = []
+    covered = 0
+    oldest: int | None = None
+    before = upto_seq + 1
+    weight_of: dict[float, int] = {}
+    while covered < window:
+        rows = (
+            await conn.execute(_NEWEST_FIRST, {"coin": coin, "before": before, "limit": FETCH})
+        ).all()
+        if not rows:
+            break
+        for seq, account, t, difficulty in rows:
+            key = key_of(account, t)
+            if key[1] == "solo":
+                continue
+            out.append((key, difficulty))
+            oldest = seq
+            w = weight_of.get(difficulty)
+            if w is None:
+                w = weight_of[difficulty] = share_weight(difficulty)
+            covered += w
+            if covered >= window:
+                break
+        before = rows[-1][0]
+    return out, oldest
+
+
+async def window_weights(
+    conn: AsyncConnection, coin: str, upto_seq: int, window: int, modes: ModeHistory
+) -> dict[Key, int]:
+    """Weight per (account, mode) of the last `window` hashes of pool work up to and
+    including `upto_seq` (the edge share counts only for the part that fits)."""
+    shares, _ = await _pool_shares_newest_first(conn, coin, upto_seq, window, modes)
+    return pplns_window(shares, window)
+
+
+def _pruned_key(coin: str) -> str:
+    return f"shares_pruned_below:{coin}"
+
+
+async def _pruned(conn: AsyncConnection, coin: str) -> int:
+    # Imported here: the writer imports the ledger, which imports this module.
+    from hashquarry.accounting.writer import get_state
+
+    return await get_state(conn, _pruned_key(coin))
+
+
+async def round_weights(
+    conn: AsyncConnection,
+    coin: str,
+    round_id: int,
+    upto_seq: int,
+    modes: ModeHistory,
+    found_at: float,
+) -> dict[Key, int]:
+    """Weight per (account, mode) of the pool shares of a round, up to `upto_seq`.
+
+    From the share rows, so an account that switched mode inside the round is split at
+    the switch. Should they be gone (a round older than any pruning allows), from the
+    round's per-account totals under each account's mode at `found_at`, with a warning:
+    right unless someone switched inside that round."""
+    start = await conn.scalar(select(m.rounds.c.start_seq).where(m.rounds.c.id == round_id))
+    pruned_below = await _pruned(conn, coin)
+    if start is not None and int(start) >= pruned_below:
+        return _sum_weights(await _ascending(conn, coin, int(start), upto_seq), modes)
+    log.warning(
+        "round %s of %s: share rows gone; splitting by its per-account totals", round_id, coin
+    )
+    rows = (
+        await conn.execute(
+            select(m.round_accounts.c.account, m.round_accounts.c.accepted_diff).where(
+                m.round_accounts.c.round_id == round_id
+            )
+        )
+    ).all()
+    out: dict[Key, int] = {}
+    for account, diff in rows:
+        mode = modes(account, found_at)
+        if diff > 0 and mode != "solo":
+            out[(account, mode)] = share_weight(diff)
+    return out
+
+
+async def _ascending(
+    conn: AsyncConnection, coin: str, first: int, upto: int
+) -> list[tuple[str, float, float]]:
+    out: list[tuple[str, float, float]] = []
+    after = first
+    while True:
+        rows = (
+            await conn.execute(
+                _ASCENDING, {"coin": coin, "after": after, "upto": upto, "limit": FETCH}
+            )
+        ).all()
+        out.extend((a, t, d) for _seq, a, t, d in rows)
+        if len(rows) < FETCH:
+            return out
+        after = rows[-1][0] + 1
+
+
+def _sum_weights(shares: Iterable[tuple[str, float, float]], modes: ModeHistory) -> dict[Key, int]:
+    key_of = modes.keyer()
+    weight_of: dict[float, int] = {}
+    out: dict[Key, int] = {}
+    for account, t, difficulty in shares:
+        key = key_of(account, t)
+        if key[1] == "solo":
+            continue
+        w = weight_of.get(difficulty)
+        if w is None:
+            w = weight_of[difficulty] = share_weight(difficulty)
+        out[key] = out.get(key, 0) + w
+    return out
+
+
+async def prune_shares(
+    conn: AsyncConnection,
+    coin: str,
+    *,
+    before_time: float,
+    window: int,
+    modes: ModeHistory,
+    keep_from_seq: int,
+) -> int:
+    """Delete share rows older than `before_time`, except those a block can still need:
+    the PPLNS window of `window` hashes back from the newest share, and every share
+    from `keep_from_seq` (the open round's first) on. Returns the rows deleted.
+
+    Without this limit a window longer than the time kept (a small pool, a large N)
+    would silently shrink, and its older shares' part would go to the newer ones."""
+    c = m.shares.c
+    newest = await conn.scalar(select(func.max(c.seq)).where(c.coin == coin))
+    if newest is None:
+        return 0
+    _, oldest_needed = await _pool_shares_newest_first(conn, coin, int(newest), window, modes)
+    limit = min(keep_from_seq, oldest_needed if oldest_needed is not None else keep_from_seq)
+    doomed = (c.coin == coin) & (c.time < before_time) & (c.seq < limit)
+    last = await conn.scalar(select(func.max(c.seq)).where(doomed))
+    if last is None:
+        return 0
+    held = await conn.scalar(
+        select(func.count()).where(c.coin == coin, c.time < before_time, c.seq >= limit)
+    )
+    if held:
+        log.info(
+            "%s: keeping %d share rows past the retention time; the PPLNS window or the "
+            "open round still needs them",
+            coin,
+            held,
+        )
+    result = await conn.execute(m.shares.delete().where(doomed))
+    from hashquarry.accounting.writer import set_state
+
+    # Rounds reaching below this mark can no longer be read from share rows.
+    await set_state(conn, _pruned_key(coin), max(int(last) + 1, await _pruned(conn, coin)))
+    return int(result.rowcount or 0)
