@@ -24,6 +24,8 @@ from hashquarry.store import models as m
 from hashquarry.store.engine import default_url, make_engine
 from hashquarry.store.migrate import upgrade_async
 
+from .payout_kit import audit, received
+
 pytestmark = pytest.mark.e2e
 
 
@@ -82,6 +84,73 @@ async def test_fee_deducted_from_recipients(regtest: RegtestNode, store: AsyncEn
     assert row.tip == fee
     assert bal["u1"].balance == bal["u2"].balance == 0
     assert POOL_ACCOUNT not in bal  # the pool paid nothing
+    assert (await audit(store, regtest)).paid_to == {a: items["u1"].paid, b: items["u2"].paid}
+
+
+async def test_fee_borne_by_the_pool(regtest: RegtestNode, store: AsyncEngine) -> None:
+    regtest.mine(101)
+    a, b = regtest.call("getnewaddress"), regtest.call("getnewaddress")
+    await _seed(store, {"u1": 120_000_000, "u2": 30_000_001, POOL_ACCOUNT: 5_000_000})
+    engine, rpc = _engine(
+        store, regtest, [PayoutTarget("u1", a, 1), PayoutTarget("u2", b, 1)], fee_policy="pool"
+    )
+    try:
+        result = await engine.run_once()
+    finally:
+        await rpc.close()
+    assert result is not None and result.status == "sent" and result.txid
+    fee = -int(Decimal(str(regtest.call("gettransaction", result.txid)["fee"])) * 100_000_000)
+    assert fee > 0
+    # The recipients got their whole balances; the pool's account paid the network fee.
+    assert received(regtest, a) == 120_000_000 and received(regtest, b) == 30_000_001
+    async with store.connect() as conn:
+        row = (await conn.execute(select(payouts))).one()
+        items = {r.account: r for r in (await conn.execute(select(payout_items))).all()}
+        tips = (
+            await conn.execute(select(m.ledger).where(m.ledger.c.kind == "fee"))
+        ).mappings().all()  # fmt: skip
+        bal = await balances(conn, "bitcoin", time.time())
+    assert row.tip == fee and row.fee_policy == "pool"
+    assert items["u1"].paid == 120_000_000 and items["u2"].paid == 30_000_001
+    assert [(t["account"], t["amount"], t["ref"]) for t in tips] == [
+        (POOL_ACCOUNT, -fee, f"payout:{row.id}:tip")
+    ]
+    assert bal[POOL_ACCOUNT].balance == 5_000_000 - fee
+    assert bal["u1"].balance == bal["u2"].balance == 0
+    assert (await audit(store, regtest)).paid_to == {a: 120_000_000, b: 30_000_001}
+
+
+async def test_balance_below_threshold_is_not_paid(
+    regtest: RegtestNode, store: AsyncEngine
+) -> None:
+    regtest.mine(101)
+    a, b, c = (regtest.call("getnewaddress") for _ in range(3))
+    await _seed(store, {"below": 9_999, "above": 10_001, "equal": 10_000})
+    targets = [
+        PayoutTarget("below", a, 10_000),
+        PayoutTarget("above", b, 10_000),
+        PayoutTarget("equal", c, 10_000),
+    ]
+    engine, rpc = _engine(store, regtest, targets)
+    try:
+        result = await engine.run_once()
+        assert result is not None and result.status == "sent"
+        assert result.items == {"above": 10_001, "equal": 10_000}
+        assert await engine.run_once() is None  # "below" is still below
+        async with store.connect() as conn:
+            bal = await balances(conn, "bitcoin", time.time())
+        assert bal["below"].balance == 9_999 and bal["below"].paid == 0
+        assert received(regtest, a) == 0
+        # One more satoshi crosses the threshold: the whole balance is paid.
+        async with store.begin() as conn:
+            await conn.execute(m.ledger.insert(), [
+                {"coin": "bitcoin", "account": "below", "kind": "revenue", "bucket": "balance",
+                 "amount": 1, "ref": "seed:more", "created_at": time.time()}])  # fmt: skip
+        again = await engine.run_once()
+        assert again is not None and again.items == {"below": 10_000}
+    finally:
+        await rpc.close()
+    assert (await audit(store, regtest)).paid_to == {a: 10_000, b: 10_001, c: 10_000}
 
 
 async def test_wallet_refusal_leaves_balances_and_keeps_the_reason(
@@ -110,3 +179,5 @@ async def test_wallet_refusal_leaves_balances_and_keeps_the_reason(
     finally:
         await rpc.close()
     assert again is not None and again.status == "sent"
+    result = await audit(store, regtest)
+    assert result.paid_to == {a: 50_000_000} and result.failed == 1
