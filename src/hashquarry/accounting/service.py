@@ -28,6 +28,8 @@ from hashquarry.accounting.aggregate import (
 )
 from hashquarry.accounting.blocks import BlockTracker
 from hashquarry.accounting.ledger import mode_resolver, settle_pps
+from hashquarry.accounting.schemes import pplns_window_weight
+from hashquarry.accounting.window import prune_shares
 from hashquarry.accounting.writer import APPLIED_SEQ, get_state, write_batch
 from hashquarry.chain.rpc import NodeRpc
 from hashquarry.config import AccountingConfig
@@ -37,6 +39,12 @@ from hashquarry.store import models as m
 from hashquarry.store.writer_thread import WriterThread
 
 log = logging.getLogger(__name__)
+
+# Share rows are pruned at most this often: finding what the window needs walks it.
+PRUNE_EVERY = 600.0
+# The next block's window is N x *its* network difficulty, which may be above today's:
+# keep twice today's window (real retargets move by tens of percent).
+WINDOW_MARGIN = 2.0
 
 
 class Accounting:
@@ -265,22 +273,40 @@ class Accounting:
             await self.tracker.update()
 
     async def _track_loop(self) -> None:
+        pruned_at = -PRUNE_EVERY
         while True:
             await asyncio.sleep(self.cfg.tracker_interval)
             try:
                 await self.track_once()
                 self.share_log.prune(self.agg.applied_seq if self.agg else 0)
-                await self._prune_shares()
+                if time.monotonic() - pruned_at >= PRUNE_EVERY:
+                    await self.prune_shares()
+                    pruned_at = time.monotonic()
                 await self.settle_due()
             except Exception:
                 log.exception("block tracking failed; will retry")
 
-    async def _prune_shares(self) -> None:
-        horizon = time.time() - self.cfg.keep_shares_days * 86400
-        async with self._lock, self.engine.begin() as conn:
-            await conn.execute(
-                m.shares.delete().where(m.shares.c.coin == self.coin, m.shares.c.time < horizon)
-            )
+    async def prune_shares(self, now: float | None = None) -> int:
+        """Drop share rows older than keep_shares_days that no block can still need
+        (see window.prune_shares); returns the rows dropped."""
+        assert self.agg is not None
+        now = time.time() if now is None else now
+        await self.flush()
+        async with self._lock:
+            difficulty = self.agg.round.network_difficulty
+            if not difficulty:
+                return 0  # no share since the last block: the window is not known yet
+            window = pplns_window_weight(self.cfg.pplns_n * WINDOW_MARGIN, difficulty)
+            async with self.engine.begin() as conn:
+                modes = await mode_resolver(conn, self.coin, self.cfg.scheme)
+                return await prune_shares(
+                    conn,
+                    self.coin,
+                    before_time=now - self.cfg.keep_shares_days * 86400,
+                    window=window,
+                    modes=modes,
+                    keep_from_seq=self.agg.round.start_seq,
+                )
 
     async def settle_due(self, now: float | None = None) -> int:
         """Settle PPS/FPPS days that have ended (the day boundary is 00:00 UTC)."""
