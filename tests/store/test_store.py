@@ -481,29 +481,6 @@ async def test_write_batch(engine: AsyncEngine, split: int | None) -> None:
     ]
 
 
-async def test_replayed_records_change_nothing(engine: AsyncEngine) -> None:
-    """After a flush, the same records again (a replay) make an empty batch."""
-    events = _run()
-    agg = aggregator(modes={"carol": "pps"})
-    for seq, ev in enumerate(events, 1):
-        agg.apply(seq, ev)
-    async with engine.begin() as conn:
-        await write(conn, agg.take())
-    async with engine.connect() as conn:
-        before = {t.name: await rows(conn, t, skip=["updated_at"]) for t in ACCOUNTING_TABLES}
-        applied = await get_state(conn, APPLIED_SEQ)
-    # A restarted aggregator is told what the store has; the share log replays from 1.
-    again = aggregator(modes={"carol": "pps"})
-    again.applied_seq = applied
-    for seq, ev in enumerate(events, 1):
-        again.apply(seq, ev)
-        agg.apply(seq, ev)
-    assert again.take().empty and agg.take().empty
-    async with engine.connect() as conn:
-        after = {t.name: await rows(conn, t, skip=["updated_at"]) for t in ACCOUNTING_TABLES}
-    assert after == before
-
-
 async def test_minute_network_difficulty_survives_a_rejected_only_flush(
     engine: AsyncEngine,
 ) -> None:

@@ -92,6 +92,8 @@ async def write_batch(
     pplns_n: float,
     maturity: int,
 ) -> None:
+    if batch.empty:
+        return  # nothing applied: above all, the applied seq must not move back to 0
     now = time.time()
     await upsert(
         conn,
