@@ -180,6 +180,7 @@ class RpcProxy:
         self.seen: list[str] = []
         self._server: asyncio.Server | None = None
         self._client = httpx.AsyncClient(timeout=60)
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     @property
@@ -194,11 +195,14 @@ class RpcProxy:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
+        for writer in list(self._writers):
+            writer.close()  # kept-alive client connections end their handlers
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 5)
         await self._client.aclose()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -229,4 +233,5 @@ class RpcProxy:
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
+            self._writers.discard(writer)
             writer.close()

@@ -47,6 +47,7 @@ from hashquarry.payouts.wallet import (
     CLOCK_MARGIN,
     COIN,
     COMMENT_PREFIX,
+    PAGE,
     amount_string,
     comment_for,
     find_payments,
@@ -124,6 +125,7 @@ class PayoutEngine:
         confirmations_required: int = 1,
         settle_after: float = 600.0,
         lock_timeout: float = 60.0,
+        wallet_page: int = PAGE,
         clock: Callable[[], float] = time.time,
         fault: Fault | None = None,
     ) -> None:
@@ -138,6 +140,7 @@ class PayoutEngine:
         self.confirmations_required = confirmations_required
         self.settle_after = settle_after
         self.lock_timeout = lock_timeout
+        self.wallet_page = wallet_page
         self.clock = clock
         self.fault = fault
         # The API and the payout loop share this object: they queue here first, fairly,
@@ -336,7 +339,7 @@ class PayoutEngine:
             q = select(payouts.c.created_at).where(payouts.c.id.in_(list(payout_ids)))
             times = [float(t) for t in (await conn.execute(q)).scalars()]
         since = min(times, default=self.clock()) - CLOCK_MARGIN
-        return await find_payments(self.rpc, payout_ids, since)
+        return await find_payments(self.rpc, payout_ids, since, self.wallet_page)
 
     async def _fail(self, payout_id: str, reason: str, now: float) -> bool:
         async with self.engine.begin() as conn:
