@@ -334,19 +334,54 @@ async def test_pool_totals(with_blocks: AsyncEngine) -> None:
     assert other == stats.PoolTotals(0.0, 0, 0, 0.0, 0)
 
 
-async def test_luck(with_blocks: AsyncEngine) -> None:
-    """Expected work (network difficulty of blocks found, stale ones aside) / actual work."""
-    async with with_blocks.connect() as conn:
-        day = await stats.luck(conn, COIN, NOW, 1)
-        three = await stats.luck(conn, COIN, NOW, 3)
-        month = await stats.luck(conn, COIN, NOW, 30)
-        nothing = await stats.luck(conn, "other", NOW, 30)
-    work_day = 8000 + 4000 + 2000 + 3000 + 400
-    work_all = work_day + 16000 + 1000
-    assert day == pytest.approx(2 * ND / work_day)  # blocks 4 and 5
-    assert three == pytest.approx((2 * ND + 20000) / work_all)
-    assert month == pytest.approx((2 * ND + 20000 + 7000) / work_all)  # + the orphan
-    assert nothing is None
+LUCK_BLOCKS = [  # (found, network difficulty, work of its round, status)
+    (NOW - 100 * DAY, 1000.0, 5000.0, "confirmed"),  # older than every period
+    (NOW - 60 * DAY, 2000.0, 1000.0, "confirmed"),
+    (NOW - 20 * DAY, 3000.0, 6000.0, "orphan"),  # work done, no block to show for it
+    (NOW - 5 * DAY, 4000.0, 2000.0, "confirmed"),
+    (NOW - 2 * DAY, 5000.0, 5000.0, "confirmed"),
+    (NOW - 3600, 6000.0, 3000.0, "unconfirmed"),
+    (NOW - 60, 6000.0, 1000.0, "stale"),
+]
+
+
+async def test_luck_is_expected_work_over_actual_work(engine: AsyncEngine) -> None:
+    """Per period: network difficulty of the blocks on the chain found in it / work of
+    every round that ended in it plus the round in progress (500)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(m.blocks),
+            [
+                block_row(i, found_at=t, difficulty=d, status=s, finder="alice") | {"round_diff": w}
+                for i, (t, d, w, s) in enumerate(LUCK_BLOCKS, 1)
+            ],
+        )
+        await conn.execute(
+            insert(m.rounds),
+            [
+                {"id": 8, "coin": COIN, "started_at": NOW - 60, "start_seq": 8}
+                | {"accepted_diff": 500.0},
+                {"id": 9, "coin": "other", "started_at": NOW, "start_seq": 9}
+                | {"accepted_diff": 7.0},
+            ],
+        )
+    async with engine.connect() as conn:
+        got = await stats.luck(conn, COIN, NOW)
+        custom = await stats.luck(conn, COIN, NOW, {"1h": 3600.0, "1m": 59.0})
+        other = await stats.luck(conn, "other", NOW)
+        empty = await stats.luck(conn, "none", NOW)
+    assert list(stats.LUCK_PERIODS) == ["24h", "3d", "7d", "30d", "90d"]
+    assert got == {
+        "24h": pytest.approx(6000 / (3000 + 1000 + 500)),
+        "3d": pytest.approx(11000 / 9500),
+        "7d": pytest.approx(15000 / 11500),
+        "30d": pytest.approx(15000 / 17500),  # the orphan's round is work, not a block
+        "90d": pytest.approx(17000 / 18500),
+    }
+    # the stale block at NOW - 60 is in the last hour, but not in the last 59 seconds
+    assert custom == {"1h": pytest.approx(6000 / 4500), "1m": 0.0}
+    assert other == dict.fromkeys(stats.LUCK_PERIODS, 0.0)  # work, no block: luck 0
+    assert empty == {}  # no work at all: no figure
 
 
 async def test_blocks_paging_and_filters(with_blocks: AsyncEngine) -> None:

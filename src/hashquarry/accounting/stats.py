@@ -8,10 +8,11 @@ Windows are whole minutes ending at `now`; history buckets are multiples of
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hashquarry.store import models as m
@@ -258,22 +259,51 @@ async def blocks(
     return [dict(r) for r in (await conn.execute(q)).mappings().all()]
 
 
-async def luck(conn: AsyncConnection, coin: str, now: float, days: int) -> float | None:
-    """Expected work / actual work over the period: > 1 is lucky. None without work."""
-    since = now - days * 86400
-    expected = await conn.scalar(
-        select(func.coalesce(func.sum(m.blocks.c.difficulty), 0.0)).where(
-            m.blocks.c.coin == coin, m.blocks.c.found_at >= since, m.blocks.c.status != "stale"
+DAY = 86_400.0
+# Luck periods: the issue's 3/7/30/90 days, and the 24 hours f2pool's `lucky` map shows.
+LUCK_PERIODS: dict[str, float] = {
+    "24h": DAY,
+    "3d": 3 * DAY,
+    "7d": 7 * DAY,
+    "30d": 30 * DAY,
+    "90d": 90 * DAY,
+}
+ON_CHAIN = ("unconfirmed", "confirmed")
+
+
+async def luck(
+    conn: AsyncConnection, coin: str, now: float, periods: Mapping[str, float] = LUCK_PERIODS
+) -> dict[str, float]:
+    """Period name -> expected work / actual work over the last `seconds` of each period;
+    above 1 is lucky. Periods without any work are left out.
+
+    Expected work: the network difficulty of every block found in the period that is on
+    the chain (unconfirmed or confirmed). Actual work: the accepted difficulty of the
+    rounds those blocks, and any stale or orphaned ones found in the period, ended, plus
+    the round in progress (work without a block yet). Both in difficulty-1 units, so
+    the ratio is exact; one small query over the blocks table (each block records its
+    network difficulty and its round's work), not a scan of share minutes."""
+    b, r = m.blocks.c, m.rounds.c
+    columns = []
+    for seconds in periods.values():
+        recent = b.found_at >= now - seconds
+        columns.append(
+            func.sum(case((and_(recent, b.status.in_(ON_CHAIN)), b.difficulty), else_=0))
+        )
+        columns.append(func.sum(case((recent, b.round_diff), else_=0)))
+    row = (await conn.execute(select(*columns).where(b.coin == coin))).one()
+    open_round = await conn.scalar(
+        select(func.coalesce(func.sum(r.accepted_diff), 0.0)).where(
+            r.coin == coin, r.ended_at.is_(None)
         )
     )
-    actual = await conn.scalar(
-        select(func.coalesce(func.sum(m.account_minutes.c.accepted_diff), 0.0)).where(
-            m.account_minutes.c.coin == coin, m.account_minutes.c.minute >= int(since // 60)
-        )
-    )
-    if not actual:
-        return None
-    return float(expected or 0) / float(actual)
+    out = {}
+    for i, key in enumerate(periods):
+        expected, work = float(row[2 * i] or 0.0), float(row[2 * i + 1] or 0.0)
+        work += float(open_round or 0.0)
+        if work > 0:
+            out[key] = expected / work
+    return out
 
 
 async def current_round(conn: AsyncConnection, coin: str) -> dict[str, Any] | None:
