@@ -458,8 +458,8 @@ class PayoutEngine:
                 )[:512]
                 log.error("payout %s (%s) is %s: %s", payout_id, txid, status, values["error"])
             elif old in ("conflicted", "abandoned"):
-                values["error"] = f"was {old}; {status} again"
-                log.warning("payout %s (%s) is %s again", payout_id, txid, status)
+                values["error"] = None  # the flag goes with the cause; the log keeps it
+                log.warning("payout %s (%s) was %s, is %s again", payout_id, txid, old, status)
             async with self.engine.begin() as conn:
                 await book.set_status(conn, payout_id, [old], **values)
             confirmed += status == "confirmed"
