@@ -198,3 +198,46 @@ async def test_answer_lost_and_wallet_unreachable_then_found_by_paging(
             await rpc.close()
     result = await audit(store, regtest)
     assert result.paid_to == _by_address(amounts, wallets) and result.failed == 0
+
+
+async def test_payment_appearing_after_the_reversal_is_debited_again(
+    regtest: RegtestNode, store: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worst case of waiting: the client times out, the wallet shows nothing for
+    longer than settle_after, the intent is reversed, and only then does the node carry
+    out the sendmany. The next reconcile finds the payment, debits it again and logs an
+    error; the txid is kept and the address was paid once."""
+    targets, amounts, wallets = _setup(regtest)
+    await seed(store, amounts)
+    async with RpcProxy(regtest) as proxy:
+        release, forwarded = asyncio.Event(), asyncio.Event()
+
+        async def hold_sendmany(method: str) -> str:
+            if method == "sendmany":
+                await release.wait()  # the client has long given up by then
+                forwarded.set()
+            return "forward"
+
+        proxy.rule = hold_sendmany
+        engine, rpc = make_payer(store, proxy.url, regtest, targets, timeout=1.0)
+        try:
+            result = await engine.run_once()
+            assert result is not None and result.status == "sending"
+            engine.clock = lambda: time.time() + engine.settle_after + 1
+            assert await engine.reconcile() == 1
+            assert await _statuses(store) == ["failed"]
+            assert await current_balances(store) == amounts  # reversed
+            release.set()
+            await asyncio.wait_for(forwarded.wait(), 10)
+            await asyncio.sleep(0.5)  # the node finishes the sendmany
+            assert all(received(regtest, wallets[u]) == v for u, v in amounts.items())
+            assert await engine.reconcile() == 1
+            assert "debited u1, u2 again" in caplog.text
+            assert await _statuses(store) == ["sent"]
+            bals = await current_balances(store)
+            assert bals["u1"] == bals["u2"] == 0
+            assert await engine.run_once() is None
+        finally:
+            await rpc.close()
+    result = await audit(store, regtest)
+    assert result.paid_to == _by_address(amounts, wallets) and result.sent == 1

@@ -17,9 +17,9 @@ reversed; "sending" means a sendmany may have reached the node, which may still 
 working on it after the client gave up, so the intent is reversed only once it is
 older than `settle_after`. A node that refused for sure (insufficient funds, bad
 address) reverses at once; any other node error looks for the comment first.
-If the wallet turns out to have paid an intent that was already reversed, the
-amounts are debited again and the event is logged as an error: a txid is never
-dropped.
+An intent reversed that way is still looked for in the wallet for a day: if the
+node finished its sendmany even later, the amounts are debited again and the event is
+logged as an error. A txid is never dropped.
 """
 
 from __future__ import annotations
@@ -108,6 +108,8 @@ class PayoutResult:
 
 
 Fault = Callable[[str], Awaitable[None] | None]
+UNSEEN = "not in the wallet"  # starts the reason of an intent judged unpaid by waiting
+RECHECK = 86_400.0  # how long such an intent is still looked for in the wallet
 Targets = Callable[[], Awaitable[Sequence[Target]]]
 Due = dict[str, tuple[str, int]]
 
@@ -391,6 +393,7 @@ class PayoutEngine:
     # -- after a crash ------------------------------------------------------------------
 
     async def _reconcile(self, now: float) -> int:
+        clock = self.clock()
         async with self.engine.connect() as conn:
             q = select(payouts.c.id, payouts.c.status, payouts.c.sent_at, payouts.c.created_at)
             rows = (
@@ -398,12 +401,28 @@ class PayoutEngine:
                     q.where(payouts.c.coin == self.coin, payouts.c.status.in_(book.PENDING))
                 )
             ).all()
-        if not rows:
+            # Intents judged unpaid because the wallet did not show them in time: should
+            # the node have finished their sendmany later still, they are found here and
+            # debited again, instead of the txid being lost.
+            judged = (
+                await conn.execute(
+                    q.where(
+                        payouts.c.coin == self.coin,
+                        payouts.c.status == "failed",
+                        payouts.c.error.like(UNSEEN + "%"),
+                        payouts.c.sent_at >= clock - RECHECK,
+                    )
+                )
+            ).all()
+        if not rows and not judged:
             return 0
         # Any node error propagates: an incomplete search decides nothing.
-        found = await self._find([r.id for r in rows])
-        clock = self.clock()
+        found = await self._find([r.id for r in (*rows, *judged)])
         settled = 0
+        for r in judged:
+            if r.id in found:
+                await self._mark_sent(r.id, found[r.id][0], now)  # re-debits, loudly
+                settled += 1
         for r in rows:
             txids = found.get(r.id)
             if txids:
@@ -417,7 +436,7 @@ class PayoutEngine:
                 await self._fail(r.id, "stopped before the wallet was asked; will retry", now)
             elif clock - float(r.sent_at or r.created_at) >= self.settle_after:
                 await self._fail(
-                    r.id, f"not in the wallet {self.settle_after:.0f} s after sendmany", now
+                    r.id, f"{UNSEEN} {self.settle_after:.0f} s after sendmany; will retry", now
                 )
             else:
                 log.info("payout %s: not in the wallet yet; deciding later", r.id)
