@@ -13,6 +13,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import orjson
+
 from hashquarry import metrics
 from hashquarry.shares.events import ErrorCode, ShareEvent
 from hashquarry.shares.validate import Verdict
@@ -27,6 +29,16 @@ log = logging.getLogger(__name__)
 ShareSink = Callable[[ShareEvent], "asyncio.Future[int] | None"]
 # The finder is the share's own account and worker (a connection may carry several).
 BlockSink = Callable[[Job, Verdict, ShareEvent], None]
+
+
+def _request_id(line: bytes) -> object:
+    """The id of a request a session failed on, so the miner can match the error."""
+    try:
+        msg = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    msg_id = msg.get("id") if isinstance(msg, dict) else None
+    return msg_id if isinstance(msg_id, int | str) else None
 
 
 class ServerLimits:
@@ -152,7 +164,7 @@ class MinerConnection(asyncio.Protocol):
             outcome = self.session.handle_line(line, now)
         except Exception:  # one broken session must never take the server down
             log.exception("session %s from %s failed on a line", self.session.session_id, self.ip)
-            self.send(_error(None, ErrorCode.OTHER, "internal error"))
+            self.send(_error(_request_id(line), ErrorCode.OTHER, "internal error"))
             return
         server.apply(self, outcome, now)
 
