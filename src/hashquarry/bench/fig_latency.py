@@ -25,6 +25,7 @@ from hashquarry.bench.measure import summarize
 from hashquarry.bench.poolproc import scrape_histogram
 from hashquarry.bench.relay import RpcRelay
 from hashquarry.bench.report import Figure, check
+from hashquarry.bench.sendfloor import loopback_send_floor
 from hashquarry.miner.work import prevhash_to_notify
 
 if TYPE_CHECKING:
@@ -96,6 +97,13 @@ def figure_broadcast(env: BenchEnv) -> Figure:
                           f"{min(100.0, 100 * system / total):.0f}% in the kernel"
                           if total else ""),
                 )  # fmt: skip
+            floor = loopback_send_floor(count)
+            fig.data[case]["send_floor"] = floor
+            fig.add(
+                case, "floor: one plain send() per socket", floor["wall_ms_p50"], "ms",
+                note=(f"{floor['bytes']} B to {count:,} loopback sockets, kernel "
+                      f"{floor['kernel_ms_p50']:.0f} ms: what any sender pays here"),
+            )  # fmt: skip
             user = [b["user_last_ms"] for b in blocks if b["user_last_ms"] is not None]
             if user:
                 fig.add(
