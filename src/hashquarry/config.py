@@ -187,6 +187,12 @@ class PayoutsConfig(_Section):
     address_threshold: int = Field(
         1_000_000, ge=1, description="threshold for address-mode miners, base units"
     )
+    settle_after: float | None = Field(
+        None,
+        ge=0,
+        description="seconds before an unanswered sendmany is judged not paid "
+        "(default: 10 RPC timeouts, at least 600)",
+    )
 
 
 class AccountsConfig(_Section):

@@ -17,7 +17,6 @@ from hashquarry.payouts.engine import Fault, PayoutEngine, Target
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "HASHQUARRY_PAYOUT_FAULT"
-SETTLE_ENV = "HASHQUARRY_PAYOUT_SETTLE_AFTER"
 
 
 class InjectedFault(SystemExit):
@@ -47,11 +46,10 @@ def settle_after(settings: Settings) -> float:
     The node goes on with a call after the client gave up on it (a busy wallet's coin
     selection can take minutes), so an intent whose sendmany had no answer is judged
     "not paid" only this long after it was sent: ten RPC timeouts, at least ten
-    minutes. `HASHQUARRY_PAYOUT_SETTLE_AFTER` (seconds) overrides it.
+    minutes. `[payouts] settle_after` (seconds) overrides it.
     """
-    override = os.environ.get(SETTLE_ENV)
-    if override:
-        return float(override)
+    if settings.payouts.settle_after is not None:
+        return settings.payouts.settle_after
     return max(600.0, 10 * settings.node.rpc_timeout)
 
 
