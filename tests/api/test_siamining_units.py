@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from hashquarry.api.siamining import whole_or_fraction
 from hashquarry.api.siamining_network import (
     COIN,
     MIN_DIFFICULTY,
@@ -35,6 +36,18 @@ def difficulty_of(bits: int) -> float:
         return (b & 0xFFFFFF) * 256 ** ((b >> 24) - 3)
 
     return target(0x1D00FFFF) / target(bits)
+
+
+@pytest.mark.parametrize(
+    ("height", "shown"),
+    [(1, 50), (210_000, 25), (420_000, 12.5), (630_000, 6.25), (840_000, 3.125), (13_440_000, 0)],
+)
+def test_block_reward_is_in_whole_coins_as_the_sample(height: int, shown: float) -> None:
+    """The document's block_reward (236469) is coins: an integer when the subsidy is whole
+    coins (as its sample), the exact fraction after halvings, never satoshis."""
+    got = whole_or_fraction(subsidy(height))
+    assert got == shown
+    assert isinstance(got, int) == float(shown).is_integer()
 
 
 def test_subsidy_halves_on_schedule() -> None:

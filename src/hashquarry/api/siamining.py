@@ -5,8 +5,10 @@ sample responses; units: hashrates in H/s, balances and payout amounts as decima
 with the coin's full precision (8 decimals for bitcoin), rewards and prices as floats in
 coins. Two fields need a word for a Bitcoin pool:
 
-- `block_reward` is an integer, as in the document, so it is the next block's subsidy in
-  base units (satoshis): whole coins would lose the halvings' fractions (12.5 BTC).
+- `block_reward` is the next block's subsidy in whole coins, the document's unit (its
+  sample, 236469, is siacoins). A subsidy of whole coins is a JSON integer as in the
+  sample (50); after halvings that leave a fraction it is a JSON number (12.5), never
+  rounded: the schema type is `number`.
 - `difficulty` is Bitcoin's difficulty (as the node reports it) as a plain decimal
   string; `next_difficulty` estimates the next 2016-block retarget from the current
   period's timestamps. On a chain that never retargets (regtest) it is the same
@@ -28,18 +30,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hashquarry.api import siamining_queries as q
 from hashquarry.api.context import ApiContext
 from hashquarry.api.siamining_network import (
+    COIN,
     NetworkReader,
     NetworkSnapshot,
     PriceFeed,
@@ -64,7 +67,10 @@ class SiaErrorBody(BaseModel):
 
 class SiaNetwork(BaseModel):
     block_height: int
-    block_reward: int = Field(description="next block's subsidy, base units (satoshis)")
+    block_reward: Annotated[
+        int | float,
+        WithJsonSchema({"type": "number", "description": "next block's subsidy, in coins"}),
+    ]
     hash_rate: int = Field(description="network hashrate, H/s (the node's estimate)")
     difficulty: str = Field(description="current difficulty, plain decimal string")
     next_difficulty: float = Field(description="estimated difficulty after the retarget")
@@ -124,6 +130,12 @@ class SiaWorker(BaseModel):
     intervals: list[SiaInterval]
 
 
+def whole_or_fraction(base_units: int) -> int | float:
+    """Coins: an integer when whole (as the document's sample), else the exact double."""
+    whole, rest = divmod(base_units, COIN)
+    return whole if rest == 0 else coins(base_units)
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -135,7 +147,7 @@ class SiaError(StarletteHTTPException):
         self.kind = kind
 
 
-def _error(status: int, kind: str, message: str, headers: Any = None) -> JSONResponse:
+def error_response(status: int, kind: str, message: str, headers: Any = None) -> JSONResponse:
     return JSONResponse({"error": kind, "message": message}, status_code=status, headers=headers)
 
 
@@ -160,12 +172,12 @@ def install(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404 and not isinstance(exc, SiaError):
             message = "no such SiaMining endpoint (see /openapi.json)"
-        return _error(exc.status_code, kind, message, getattr(exc, "headers", None))
+        return error_response(exc.status_code, kind, message, getattr(exc, "headers", None))
 
     def invalid(exc: RequestValidationError) -> JSONResponse:
         first: dict[str, Any] = next(iter(exc.errors()), {})
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+        return error_response(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
 
     scoped(StarletteHTTPException, http_error)
     scoped(RequestValidationError, invalid)
@@ -240,7 +252,7 @@ def router(ctx: ApiContext) -> APIRouter:
         s = await snapshot()
         return SiaNetwork(
             block_height=s.height,
-            block_reward=s.block_reward,
+            block_reward=whole_or_fraction(s.block_reward),
             hash_rate=round(s.hash_rate),
             difficulty=decimal_string(s.difficulty),
             next_difficulty=s.retarget.next_difficulty,
