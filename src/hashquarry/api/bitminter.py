@@ -13,7 +13,8 @@ Bitminter client that puts its own name in the path expects. Any other name is r
 with 403, whether it exists or not, so a key learns nothing about other owners' users.
 
 Errors are `{"error": "...", "parameter": ...}` with 400 (bad parameter), 401 (no key, or
-a wrong or revoked one) or 403 (the key may not read this); see `bitminter_http`.
+a wrong or revoked one), 403 (the key may not read this), 404 (no such path under
+/api/pool or /api/users), 405 (not GET) or 429 (rate limited); see `bitminter_http`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from hashquarry.api.bitminter_http import (
     MaxParam,
     NameParam,
     OffsetParam,
+    install,
     secret_of,
     unauthorized,
 )
@@ -55,6 +57,8 @@ from hashquarry.api.bitminter_models import BitminterUserShift as UserShift
 from hashquarry.api.bitminter_models import BitminterWorkData as WorkData
 from hashquarry.api.bitminter_models import BitminterWorker as Worker
 from hashquarry.api.context import ApiContext
+
+__all__ = ["install", "router"]
 
 SUMMARY_TTL = 1.0  # seconds the pool summary is reused: it is read far more than it changes
 USER_SCOPES = frozenset({Scope.READ_HASHRATE, Scope.READ_REVENUE})

@@ -1,7 +1,9 @@
 """HTTP plumbing of the Bitminter dialect: its error body, its route class, API keys.
 
-Errors are `{"error": "...", "parameter": ...}`. They are produced by this dialect's own
-route class (not app-wide exception handlers), so the other dialects keep their formats.
+Errors are `{"error": "...", "parameter": ...}`. Inside a route they come from this
+dialect's own route class; framework errors outside a route (an unknown path under
+/api/pool or /api/users, a method other than GET) from `install`, scoped to Bitminter's
+paths, so the other dialects keep their formats.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import binascii
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBasic
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hashquarry.api.bitminter_models import BitminterErrorBody as ErrorBody
+from hashquarry.api.dialects import install_scoped, is_bitminter
 
 MAX_OFFSET = 1_000_000_000
 KEY_FORMS = "'Authorization: key=APIKEY', 'Authorization: Basic base64(key:APIKEY)' or ?key=APIKEY"
@@ -38,7 +42,7 @@ class BitminterError(Exception):
         self.headers = headers
 
 
-def _error(exc: BitminterError) -> JSONResponse:
+def error_response(exc: BitminterError) -> JSONResponse:
     body: dict[str, Any] = {"error": exc.message}
     if exc.parameter is not None:
         body["parameter"] = exc.parameter
@@ -65,11 +69,28 @@ class BitminterRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return _error(_validation_message(exc))
+                return error_response(_validation_message(exc))
             except BitminterError as exc:
-                return _error(exc)
+                return error_response(exc)
 
         return handle
+
+
+def _from_http(exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 404:
+        message = "no such Bitminter endpoint (see /openapi.json for /api/pool and /api/users)"
+    elif exc.status_code == 405:
+        message = "method not allowed: Bitminter's API is read-only; use GET"
+    else:
+        message = str(exc.detail)
+    return error_response(BitminterError(exc.status_code, message, headers=exc.headers))
+
+
+def install(app: FastAPI) -> None:
+    """Bitminter's error body for framework errors on /api/pool* and /api/users*."""
+    install_scoped(
+        app, is_bitminter, _from_http, lambda exc: error_response(_validation_message(exc))
+    )
 
 
 class _DocumentedBasic(HTTPBasic):

@@ -1,15 +1,26 @@
-"""Prometheus /metrics and the API's request counters."""
+"""Prometheus /metrics and the API's request counters.
+
+The middleware is plain ASGI (not Starlette's BaseHTTPMiddleware, which costs a task and
+a stream per request): it only notes the status as the response starts.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
 from starlette.responses import Response
+
+from hashquarry.api.dialects import dialect_of
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUESTS = Counter("hashquarry_api_requests_total", "API requests", ["dialect", "status"])
 LATENCY = Histogram(
@@ -20,26 +31,29 @@ LATENCY = Histogram(
 )
 
 
-def dialect_of(path: str) -> str:
-    if path.startswith("/v2/"):
-        return "f2pool"
-    if path.startswith("/api/v1/"):
-        return "siamining"
-    if path.startswith(("/api/pool", "/api/users")):
-        return "bitminter"
-    return "other"
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-
-class MetricsMiddleware(BaseHTTPMiddleware):
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        dialect = dialect_of(request.url.path)
-        LATENCY.labels(dialect).observe(time.perf_counter() - started)
-        REQUESTS.labels(dialect, str(response.status_code)).inc()
-        return response
+        status = 500  # what the server answers if the app fails before starting a response
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            dialect = dialect_of(scope["path"])
+            LATENCY.labels(dialect).observe(time.perf_counter() - started)
+            REQUESTS.labels(dialect, str(status)).inc()
 
 
 router = APIRouter()

@@ -51,7 +51,7 @@ CONFLICT = 40901
 PAYOUT_REFUSED = 40902
 PAYLOAD_TOO_LARGE = 41301
 UNSUPPORTED_MEDIA_TYPE = 41501
-RATE_LIMITED = 429  # written by the shared rate-limit middleware (api/ratelimit.py)
+RATE_LIMITED = 42901  # written by the shared rate-limit middleware (api/ratelimit.py)
 INTERNAL_ERROR = 50001
 UNAVAILABLE = 50301
 
