@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, FastAPI
 
 from hashquarry import __version__
-from hashquarry.api import bitminter, f2pool, siamining
+from hashquarry.api import bitminter, f2pool, pages, siamining
 from hashquarry.api.cache import ResponseCache
 from hashquarry.api.context import ApiContext
 from hashquarry.api.metrics import MetricsMiddleware
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # Each dialect module exposes `router(ctx) -> APIRouter` and may expose `install(app)`:
 # exception handlers in its own error format, scoped to its own path prefix.
-DIALECTS = (bitminter, siamining, f2pool)
+DIALECTS = (bitminter, siamining, f2pool, pages)
 
 
 def create_app(
@@ -29,7 +29,7 @@ def create_app(
         title="hashquarry",
         version=__version__,
         description="Bitminter (/api/pool, /api/users), SiaMining (/api/v1) and f2pool v2 (/v2) "
-        "APIs of one hashquarry pool.",
+        "APIs of one hashquarry pool, and its read-only pages (/mining-user-{currency}/{key}).",
     )
     app.state.ctx = ctx
     app.include_router(metrics_router)
