@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from hashquarry import __version__
 from hashquarry.api import bitminter, f2pool, pages, siamining
 from hashquarry.api.cache import ResponseCache
+from hashquarry.api.cache_policy import CachePolicy
 from hashquarry.api.context import ApiContext
 from hashquarry.api.metrics import MetricsMiddleware
 from hashquarry.api.metrics import router as metrics_router
@@ -41,7 +42,7 @@ def create_app(
             install(app)
     # Innermost: rate limits and metrics still see every request, hits included.
     if cache_ttl > 0:
-        app.add_middleware(ResponseCache, ttl=cache_ttl)
+        app.add_middleware(ResponseCache, policy=CachePolicy(ctx), ttl=cache_ttl)
     app.add_middleware(
         RateLimitMiddleware, per_ip=TokenBuckets(rate, burst), per_key=TokenBuckets(rate, burst)
     )

@@ -2,21 +2,33 @@
 
 The figures behind every read endpoint change at most once per accounting flush
 (about a second), while dashboards poll the same request many times a second. A
-response is reused for `ttl` seconds when method, path, query, body and the
-credentials are the same, and concurrent identical requests wait for the one
-computation instead of each running it (no stampede after expiry). Only 200
-answers of endpoints listed as read-only are cached.
+response is reused for `ttl` seconds when method, path, query, body and the *identity*
+of the caller are the same, and concurrent identical requests wait for the one
+computation instead of each running it (no stampede after expiry).
+
+What is a read, what is a write and who is asking is the policy's (`cache_policy`):
+
+- The identity is checked on every request, hits included (for an API key, one indexed
+  lookup of its hash; for a page, of its key), so a revoked key or a deleted page stops
+  getting answers at once, not after the entry expires. A request whose identity cannot
+  be established (no key, a bad one) is never answered from the cache: the endpoint
+  itself refuses it in its dialect's words.
+- Entries are per identity, so two keys share an entry only when they see the same data
+  (same owner, same scopes).
+- Only 200 answers are kept, and everything is dropped after a *successful* write (any
+  2xx of a write endpoint): failed writes, unknown paths, /metrics or refusals never
+  empty the cache, so nobody can keep it cold by sending junk. A read computed while a
+  write ran is served to its own callers but not kept (a generation counter).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,14 +36,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-READ_ONLY = re.compile(
-    r"^/api/pool/|^/api/users|^/api/v1/"
-    r"|^/v2/(hash_rate/(info|info_list|history|worker/list|worker/history)"
-    r"|hash_rate/distribution/(info|orders|settlements)|revenue/distribution/info"
-    r"|assets/(balance|transactions/list)|blocks/|mining_user/(get|list))$"
-)
-CREDENTIAL_HEADERS = (b"authorization", b"f2p-api-secret")
 MAX_BODY = 1 << 16
+
+
+class Policy(Protocol):
+    def is_read(self, method: str, path: str) -> bool: ...
+
+    def is_write(self, method: str, path: str) -> bool: ...
+
+    async def identity(self, scope: Scope) -> str | None:
+        """Who is asking ("" for a public endpoint), or None: do not use the cache."""
+        ...
 
 
 @dataclass(slots=True)
@@ -46,25 +61,37 @@ class ResponseCache:
     def __init__(
         self,
         app: ASGIApp,
+        policy: Policy,
         ttl: float = 1.0,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
+        self.policy = policy
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
+        self.generation = 0  # bumped by every successful write
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Future[_Entry | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not READ_ONLY.match(scope["path"]):
-            # A write through the API may change any figure: nothing cached survives it.
-            self._entries.clear()
-            await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        if not self.policy.is_read(method, path):
+            if self.policy.is_write(method, path):
+                await self.app(scope, receive, self._clearing(send))
+            else:
+                await self.app(scope, receive, send)
             return
         body = b""
         more = True
@@ -74,22 +101,21 @@ class ResponseCache:
             more = msg.get("more_body", False)
             if len(body) > MAX_BODY:
                 break
-        if len(body) > MAX_BODY:  # not worth caching; replay what was read
+        identity = None if len(body) > MAX_BODY else await self.policy.identity(scope)
+        if identity is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        creds = b"|".join(v for k, v in scope["headers"] if k in CREDENTIAL_HEADERS)
         key = b"\0".join(
             (
-                scope["method"].encode(),
-                scope["path"].encode(),
+                method.encode(),
+                path.encode(),
                 scope.get("query_string", b""),
-                creds,
+                identity.encode(),
                 body,
             )
         )
-        now = self.clock()
         hit = self._entries.get(key)
-        if hit is not None and now - hit.at < self.ttl:
+        if hit is not None and self.clock() - hit.at < self.ttl:
             await _send(send, hit)
             return
         waiting = self._inflight.get(key)
@@ -98,8 +124,12 @@ class ResponseCache:
             if entry is not None:
                 await _send(send, entry)
                 return
+        await self._compute(key, scope, _replay(body, receive), send)
+
+    async def _compute(self, key: bytes, scope: Scope, receive: Receive, send: Send) -> None:
         fut: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
+        generation = self.generation
         captured: dict[str, Any] = {"headers": [], "body": b""}
 
         async def capture(msg: Message) -> None:
@@ -112,16 +142,28 @@ class ResponseCache:
 
         entry: _Entry | None = None
         try:
-            await self.app(scope, _replay(body, receive), capture)
+            await self.app(scope, receive, capture)
             if captured.get("status") == 200:
                 entry = _Entry(self.clock(), 200, captured["headers"], captured["body"])
-                self._entries[key] = entry
-                self._entries.move_to_end(key)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+                if generation == self.generation:  # no write landed while computing
+                    self._entries[key] = entry
+                    self._entries.move_to_end(key)
+                    while len(self._entries) > self.max_entries:
+                        self._entries.popitem(last=False)
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
             fut.set_result(entry)
+
+    def _clearing(self, send: Send) -> Send:
+        async def clearing(msg: Message) -> None:
+            # The handler has returned (its transaction is committed) once the response
+            # starts: clear before the client can read its own write back.
+            if msg["type"] == "http.response.start" and 200 <= msg["status"] < 300:
+                self.clear()
+            await send(msg)
+
+        return clearing
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
