@@ -175,6 +175,30 @@ async def test_orders_cannot_oversell_and_end_once(
     assert_error(again, e.CONFLICT)
 
 
+async def test_distribution_info_fields_have_protobuf_defaults(
+    world: World, frozen: tuple[httpx.AsyncClient, float]
+) -> None:
+    """start_date, end_date and hash_rate may be left out (or 0): now, a day later, none
+    in particular. The answer is the same as for those values written out."""
+    fc, now = frozen
+    key = world.keys["acme"]
+    recipient = await ensure_user(world, "f2xdef")
+    sold = {"distributor": "bob", "recipient": recipient, "hash_rate": 1.0, **BTC,
+            "start_date": int(now) + 3600, "end_date": int(now) + 7200}  # fmt: skip
+    order = (await ok(fc, "/v2/hash_rate/distribute", sold, key))["order"]
+    bare = await ok(fc, "/v2/hash_rate/distribution/info", {"distributor": "bob", **BTC}, key)
+    zeros = {"distributor": "bob", "start_date": 0, "end_date": 0, "hash_rate": 0, **BTC}
+    assert await ok(fc, "/v2/hash_rate/distribution/info", zeros, key) == bare
+    spelled = {"distributor": "bob", "start_date": int(now), "end_date": int(now) + 86400,
+               "hash_rate": 1.0, **BTC}  # fmt: skip
+    assert await ok(fc, "/v2/hash_rate/distribution/info", spelled, key) == bare
+    assert bare["sold_hash_rate"] >= 1.0  # the order an hour from now is within the day
+    only_start = {"distributor": "bob", "start_date": int(now) + 2 * 86400, **BTC}
+    later = await ok(fc, "/v2/hash_rate/distribution/info", only_start, key)
+    assert later["sold_hash_rate"] == 0.0  # a day from start_date: past the order's end
+    await ok(fc, "/v2/hash_rate/distribution/terminate", {"order_id": order["id"]}, key)
+
+
 async def test_revenue_distributions_are_listed_until_deleted(
     world: World, client: httpx.AsyncClient
 ) -> None:

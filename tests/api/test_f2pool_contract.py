@@ -307,6 +307,13 @@ async def test_blocks(world: World, client: httpx.AsyncClient) -> None:
     span = {"start_time": 0, "end_time": int(time.time()) + 10, **BTC}
     ranged = await ok(client, "/v2/blocks/date_range", span, acme(world))
     assert ranged["sum"] == page["sum"] == len(ranged["blocklist"])
+    # At most 1,000 blocks an answer; the extension fields page and pagesize reach the rest.
+    first = await ok(client, "/v2/blocks/date_range", {**span, "pagesize": 3}, acme(world))
+    second = await ok(
+        client, "/v2/blocks/date_range", {**span, "page": 2, "pagesize": 3}, acme(world)
+    )
+    assert first["sum"] == second["sum"] == ranged["sum"]
+    assert first["blocklist"] + second["blocklist"] == ranged["blocklist"][:6]
     mine = await ok(client, "/v2/blocks/user", {"mining_user_name": "alice", **BTC}, acme(world))
     assert 0 < len(mine["blocklist"]) <= page["sum"]
 

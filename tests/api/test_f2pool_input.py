@@ -66,13 +66,8 @@ REQUIRED: dict[str, set[str]] = {
     "/v2/hash_rate/history": {"currency", "mining_user_name"},
     "/v2/hash_rate/worker/list": {"currency", "mining_user_name"},
     "/v2/hash_rate/worker/history": {"currency", "mining_user_name", "worker_name"},
-    "/v2/hash_rate/distribution/info": {
-        "currency",
-        "distributor",
-        "start_date",
-        "end_date",
-        "hash_rate",
-    },
+    # start_date, end_date and hash_rate default to now, a day later and 0.
+    "/v2/hash_rate/distribution/info": {"currency", "distributor"},
     "/v2/hash_rate/distribution/orders": {"currency", "distributor"},
     "/v2/hash_rate/distribution/settlements": {"currency", "distributor"},
     "/v2/hash_rate/distribute": {
@@ -242,7 +237,7 @@ def out_of_range(world: World, now: float) -> dict[str, list[Case]]:
             ({"duration": 4 * DAY}, invalid),
             ({"worker_name": "nosuchrig"}, e.RECORD_NOT_FOUND),
         ],
-        "/v2/hash_rate/distribution/info": span,
+        "/v2/hash_rate/distribution/info": [c for c in span if c[0] != {"hash_rate": 0}],
         "/v2/hash_rate/distribution/orders": currencies,
         "/v2/hash_rate/distribution/settlements": currencies,
         "/v2/hash_rate/distribute": [
@@ -277,6 +272,9 @@ def out_of_range(world: World, now: float) -> dict[str, list[Case]]:
             *currencies,
             ({"start_time": t, "end_time": t}, invalid),
             ({"start_time": -1}, invalid),
+            ({"page": -1}, invalid),
+            ({"pagesize": 1001}, invalid),
+            ({"pagesize": -1}, invalid),
         ],
         "/v2/blocks/user": [
             *currencies,

@@ -22,6 +22,7 @@ from hashquarry.api.f2pool.errors import invalid
 
 DEFAULT_PAGESIZE = 20
 MAX_PAGESIZE = 100
+MAX_RANGE_PAGESIZE = 1000  # blocks/date_range: one answer stays small, however wide the range
 LUCK_PERIODS = {"24h": 86400.0, "3d": 3 * 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 
 
@@ -53,6 +54,15 @@ def check_range(start: int | None, end: int | None) -> None:
         raise invalid("end_time", f"must be later than start_time ({end} <= {start})")
 
 
+def page_of(page: int, pagesize: int, default: int, most: int) -> tuple[int, int]:
+    """(page from 1, page size) of a request; 0 is protobuf's "absent"."""
+    if page < 0:
+        raise invalid("page", f"{page} is not a page number (from 1)")
+    if not 0 <= pagesize <= most:
+        raise invalid("pagesize", f"{pagesize} is not between 1 and {most}")
+    return page or 1, pagesize or default
+
+
 def register(r: APIRouter, ctx: ApiContext) -> None:
     anyone = Depends(requires(ctx, None))
     revenue = Depends(requires(ctx, Scope.READ_REVENUE))
@@ -69,11 +79,7 @@ def register(r: APIRouter, ctx: ApiContext) -> None:
     )
     async def paging(body: f.BlocksPagingReq, caller: Caller = anyone) -> f.BlocksResp:
         check_currency(ctx, body.currency)
-        if body.page < 0:
-            raise invalid("page", f"{body.page} is not a page number (from 1)")
-        if not 0 <= body.pagesize <= MAX_PAGESIZE:
-            raise invalid("pagesize", f"{body.pagesize} is not between 1 and {MAX_PAGESIZE}")
-        page, size = body.page or 1, body.pagesize or DEFAULT_PAGESIZE
+        page, size = page_of(body.page, body.pagesize, DEFAULT_PAGESIZE, MAX_PAGESIZE)
         async with ctx.engine.connect() as conn:
             rows, total = await queries.block_page(conn, ctx.coin, (page - 1) * size, size)
             luck = await lucky(conn)
@@ -82,15 +88,20 @@ def register(r: APIRouter, ctx: ApiContext) -> None:
     @r.post(
         "/blocks/date_range",
         summary="Blocks list",
-        description="The pool's blocks found in [start_time, end_time); sum is their number.",
+        description="The pool's blocks found in [start_time, end_time), newest first, at "
+        f"most {MAX_RANGE_PAGESIZE} per answer; sum is how many the range holds. The "
+        "extension fields page (from 1) and pagesize (1-1000) reach the older ones.",
     )
     async def date_range(body: f.BlocksDateRangeReq, caller: Caller = anyone) -> f.BlocksResp:
         check_currency(ctx, body.currency)
         check_range(body.start_time, body.end_time)
+        page, size = page_of(body.page, body.pagesize, MAX_RANGE_PAGESIZE, MAX_RANGE_PAGESIZE)
         async with ctx.engine.connect() as conn:
-            rows = await queries.blocks_between(conn, ctx.coin, body.start_time, body.end_time)
+            rows, total = await queries.blocks_between(
+                conn, ctx.coin, body.start_time, body.end_time, (page - 1) * size, size
+            )
             luck = await lucky(conn)
-        return f.BlocksResp(lucky=luck, blocklist=[block_out(b) for b in rows], sum=len(rows))
+        return f.BlocksResp(lucky=luck, blocklist=[block_out(b) for b in rows], sum=total)
 
     @r.post(
         "/blocks/user",

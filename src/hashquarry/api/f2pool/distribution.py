@@ -6,13 +6,18 @@ manage_distributions.
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Depends
 
 from hashquarry.accounts.keys import Scope
 from hashquarry.api.context import ApiContext
 from hashquarry.api.f2pool import models as f
 from hashquarry.api.f2pool.access import Caller, check_currency, coins, requires
+from hashquarry.api.f2pool.errors import invalid
 from hashquarry.distribution.models import HashrateOrder, RevenueShare
+
+DAY = 86_400
 
 
 def order_out(o: HashrateOrder) -> f.HashRateDistributionOrder:
@@ -45,13 +50,22 @@ def register(r: APIRouter, ctx: ApiContext) -> None:
         "/hash_rate/distribution/info",
         summary="Hashrate distribution information",
         description="The distributor's hashrate now (10 minutes), the most already sold at "
-        "one instant of [start_date, end_date), and what is left to sell there.",
+        "one instant of [start_date, end_date), and what is left to sell there. Optional, "
+        "as protobuf fields are: start_date (absent or 0: now), end_date (absent or 0: one "
+        "day after start_date), hash_rate (0: none in particular; never negative).",
     )
     async def info(body: f.DistInfoReq, caller: Caller = manage) -> f.DistInfoResp:
         check_currency(ctx, body.currency)
+        if body.hash_rate < 0:
+            raise invalid("hash_rate", f"{body.hash_rate} is negative")
+        start = body.start_date or int(ctx.clock())
+        end = body.end_date or start + DAY
+        # The service only checks hash_rate (the figures do not depend on it) and wants a
+        # positive one; 0, "no amount in mind", passes as the smallest positive double.
+        wanted = body.hash_rate or math.ulp(0.0)
         found = await ctx.distribution.hashrate_info(
-            caller.owner, body.currency, body.distributor, body.hash_rate,
-            body.start_date, body.end_date, body.recipient or None,
+            caller.owner, body.currency, body.distributor, wanted, start, end,
+            body.recipient or None,
         )  # fmt: skip
         return f.DistInfoResp(
             current_hash_rate=found.current_hash_rate,

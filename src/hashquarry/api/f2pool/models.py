@@ -300,12 +300,15 @@ class WorkerListResp(Response):
 
 
 class DistInfoReq(Request):
+    """Every field but currency and distributor is optional, as in protobuf: an absent
+    (or 0) start_date is now, end_date one day after start_date, hash_rate 0."""
+
     currency: Currency
     distributor: Name
     recipient: Name | None = None
-    start_date: Int64
-    end_date: Int64
-    hash_rate: Double
+    start_date: Int64 = Field(0, description="Unix seconds; absent or 0: now")
+    end_date: Int64 = Field(0, description="Unix seconds; absent or 0: start_date + 1 day")
+    hash_rate: Double = Field(0.0, description="H/s wanted (0: none in particular)")
 
 
 class DistInfoResp(Response):
@@ -420,6 +423,8 @@ class BlocksDateRangeReq(Request):
     start_time: Int64
     end_time: Int64
     currency: Currency
+    page: Int32 = Field(0, description="extension: from 1 (0: the first page)")
+    pagesize: Int32 = Field(0, description="extension: 1-1000 (0: 1000)")
 
 
 class BlocksResp(Response):

@@ -262,10 +262,21 @@ async def block_page(
     return list(rows.all()), int(total or 0)
 
 
-async def blocks_between(conn: AsyncConnection, coin: str, start: float, end: float) -> list[Any]:
+async def blocks_between(
+    conn: AsyncConnection, coin: str, start: float, end: float, offset: int, limit: int
+) -> tuple[list[Any], int]:
+    """One page of the blocks found in [start, end), newest first, and how many there are."""
     b = m.blocks.c
     q = _blocks(coin).where(b.found_at >= start, b.found_at < end)
-    return list((await conn.execute(q.order_by(b.found_at.desc(), b.id.desc()))).all())
+    rows = await conn.execute(
+        q.order_by(b.found_at.desc(), b.id.desc()).offset(offset).limit(limit)
+    )
+    total = await conn.scalar(
+        select(func.count()).where(
+            b.coin == coin, b.status.in_(LISTED), b.found_at >= start, b.found_at < end
+        )
+    )
+    return list(rows.all()), int(total or 0)
 
 
 async def luck(
