@@ -1,6 +1,6 @@
-"""The f2pool v2 document (shared/seeds/003_872a0e2bc9a6b9bb.txt) as data, and the checker
-the contract tests hold every answer to. No tests here: the other test_f2pool* modules
-import it.
+"""The f2pool v2 document (tests/api/seeds/003_872a0e2bc9a6b9bb.txt, parsed by
+`seed_docs`) as data, and the checker the contract tests hold every answer to. No tests
+here: the other test_f2pool* modules import it.
 
 Types are the document's: string, int64, int32, uint32, double, float, a message name, and
 `X repeated`. The document's `XxxEntry repeated` (ResultsEntry, LuckyEntry: key + value)
@@ -25,260 +25,20 @@ from hashquarry.distribution.service import DistributionService
 from hashquarry.store import models as m
 
 from .conftest import World
+from .seed_docs import parse_f2pool
 
+DOC = parse_f2pool()
+# message -> {field: type}: the document's tables (ResultsEntry and the other map entries
+# are not messages a body carries: they become `map X` field types).
 MESSAGES: dict[str, dict[str, str]] = {
-    "ReadOnlyPage": {"key": "string", "permissions": "string", "page_name": "string"},
-    "Wallet": {"currency": "string", "address": "string", "threshold": "string"},
-    "MiningUserInfo": {
-        "mining_user_name": "string",
-        "pages": "ReadOnlyPage repeated",
-        "wallets": "Wallet repeated",
-        "description": "string",
-    },
-    "WalletResp": {"currency": "string", "address": "string", "result": "string", "msg": "string"},
-    "MiningUserWalletResp": {"mining_user_name": "string", "wallet_result": "WalletResp repeated"},
-    "BalanceInfo": {
-        "balance": "double",
-        "immature_balance": "double",
-        "paid": "double",
-        "total_income": "double",
-        "yesterday_income": "double",
-        "estimated_today_income": "double",
-    },
-    "MiningExtra": {
-        "mining_date": "int64",
-        "settle_date": "int64",
-        "pps": "double",
-        "pps_fee_rate": "float",
-        "tx_fee": "double",
-        "tx_fee_rate": "float",
-        "hash_rate": "double",
-    },
-    "PayoutExtra": {
-        "value": "double",
-        "address": "string",
-        "tx_id": "string",
-        "paid_time": "int64",
-        "wallet_type": "string",
-        "tip": "double",
-    },
-    "TransactionItem": {
-        "id": "int64",
-        "type": "string",
-        "changed_balance": "double",
-        "created_at": "int64",
-        "mining_extra": "MiningExtra",
-        "payout_extra": "PayoutExtra",
-    },
-    "HashRateInfo": {
-        "name": "string",
-        "hash_rate": "double",
-        "h1_hash_rate": "double",
-        "h24_hash_rate": "double",
-        "h1_stale_hash_rate": "double",
-        "h24_stale_hash_rate": "double",
-        "h24_delay_hash_rate": "double",
-        "local_hash_rate": "double",
-        "h24_local_hash_rate": "double",
-    },
-    "MiningHistoryItem": {
-        "timestamp": "int64",
-        "hash_rate": "double",
-        "stale_hash_rate": "double",
-        "delay_hash_rate": "double",
-        "local_hash_rate": "double",
-        "normal_reward": "double",
-        "delay_reward": "double",
-        "online_miners": "uint32",
-    },
-    "WorkerMiningInfo": {
-        "hash_rate_info": "HashRateInfo",
-        "last_share_at": "int64",
-        "status": "WorkerStatus",
-        "host": "string",
-    },
-    "HashRateDistributionOrder": {
-        "id": "int64",
-        "start_date": "int64",
-        "end_date": "int64",
-        "distributor": "string",
-        "recipient": "string",
-        "hash_rate": "double",
-        "terminate_at": "int64",
-    },
-    "HashRateDistributionSettlement": {
-        "id": "int64",
-        "order": "HashRateDistributionOrder",
-        "hashes": "double",
-        "income": "double",
-        "timestamp": "int64",
-    },
-    "RevenueDistribution": {
-        "id": "string",
-        "currency": "string",
-        "distributor": "string",
-        "recipient": "string",
-        "description": "string",
-        "proportion": "double",
-    },
-    "Block": {
-        "height": "int64",
-        "block_hash": "string",
-        "base_reward": "double",
-        "total_reward": "double",
-        "timestamp": "int64",
-        "settle_timestamp": "int64",
-    },
+    name: DOC.message(name) for name in DOC.messages if not name.endswith("Entry")
 }
-
-USER_OR_ADDRESS = {"mining_user_name": "string", "address": "string", "currency": "string"}
-
 # path -> (request fields, response fields), in the document's order.
 ENDPOINTS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "/v2/mining_user/get": ({"mining_user_name": "string"}, MESSAGES["MiningUserInfo"]),
-    "/v2/mining_user/add": ({"mining_user_name": "string"}, MESSAGES["MiningUserInfo"]),
-    "/v2/mining_user/list": ({}, {"mining_user_list": "MiningUserInfo repeated"}),
-    "/v2/mining_user/wallet/update": (
-        {"params": "WalletParams repeated"},
-        {"results": "map MiningUserWalletResp"},
-    ),
-    "/v2/mining_user/read_only_page/add": (
-        {"mining_user_name": "string", "page_name": "string", "permissions": "string"},
-        {"mining_user_name": "string", "page": "ReadOnlyPage"},
-    ),
-    "/v2/mining_user/read_only_page/delete": (
-        {"mining_user_name": "string", "key": "string"},
-        {"mining_user_name": "string"},
-    ),
-    "/v2/mining_user/balance/withdraw": (
-        {"mining_user_name": "string", "currency": "string"},
-        {"paid_time": "int64"},
-    ),
-    "/v2/mining_user/payment/pause": (
-        {"currency": "string", "mining_user_names": "string repeated"},
-        {"results": "map string"},
-    ),
-    "/v2/mining_user/payment/resume": (
-        {"currency": "string", "mining_user_names": "string repeated"},
-        {"results": "map string"},
-    ),
-    "/v2/mining_user/threshold/update": (
-        {"mining_user_name": "string", "currency": "string", "threshold": "string"},
-        {"threshold": "string"},
-    ),
-    "/v2/mining_user/threshold/update_value": (
-        {"mining_user_name": "string", "currency": "string"},
-        {"threshold": "string"},
-    ),
-    "/v2/assets/balance": (
-        {"currency": "string", "mining_user_name": "string", "address": "string"},
-        {"balance_info": "BalanceInfo"},
-    ),
-    "/v2/assets/transactions/list": (
-        {
-            "currency": "string",
-            "mining_user_name": "string",
-            "address": "string",
-            "type": "string",
-            "start_time": "int64",
-            "end_time": "int64",
-        },
-        {"transactions": "TransactionItem repeated"},
-    ),
-    "/v2/assets/settle_mode/switch": (
-        {
-            "currency": "string",
-            "mode": "string",
-            "mining_user_name": "string",
-            "activated_at": "int64",
-        },
-        {"mode": "string", "activated_at": "int64"},
-    ),
-    "/v2/hash_rate/info": (USER_OR_ADDRESS, {"info": "HashRateInfo", "currency": "string"}),
-    "/v2/hash_rate/info_list": (
-        {"reqs": "UserMiningReq repeated"},
-        {"info": "HashRateInfo repeated"},
-    ),
-    "/v2/hash_rate/history": (
-        {**USER_OR_ADDRESS, "interval": "int64", "duration": "int64"},
-        {"history": "MiningHistoryItem repeated"},
-    ),
-    "/v2/hash_rate/worker/list": (USER_OR_ADDRESS, {"workers": "WorkerMiningInfo repeated"}),
-    "/v2/hash_rate/worker/history": (
-        {**USER_OR_ADDRESS, "worker_name": "string", "interval": "int64", "duration": "int64"},
-        {"history": "MiningHistoryItem repeated"},
-    ),
-    "/v2/hash_rate/distribution/info": (
-        {
-            "currency": "string",
-            "distributor": "string",
-            "recipient": "string",
-            "start_date": "int64",
-            "end_date": "int64",
-            "hash_rate": "double",
-        },
-        {
-            "current_hash_rate": "double",
-            "sold_hash_rate": "double",
-            "remaining_hash_rate": "double",
-        },
-    ),
-    "/v2/hash_rate/distribution/orders": (
-        {"currency": "string", "distributor": "string"},
-        {"orders": "HashRateDistributionOrder repeated"},
-    ),
-    "/v2/hash_rate/distribution/settlements": (
-        {"currency": "string", "distributor": "string"},
-        {"settlements": "HashRateDistributionSettlement repeated"},
-    ),
-    "/v2/hash_rate/distribute": (
-        {
-            "currency": "string",
-            "distributor": "string",
-            "recipient": "string",
-            "start_date": "int64",
-            "end_date": "int64",
-            "hash_rate": "double",
-        },
-        {"order": "HashRateDistributionOrder"},
-    ),
-    "/v2/hash_rate/distribution/terminate": ({"order_id": "int64"}, {"reason": "string"}),
-    "/v2/revenue/distribution/info": (
-        {"currency": "string", "distributor": "string", "recipient": "string"},
-        {"data": "RevenueDistribution repeated"},
-    ),
-    "/v2/revenue/distribution/add": (
-        {
-            "currency": "string",
-            "distributor": "string",
-            "recipient": "string",
-            "description": "string",
-            "proportion": "double",
-        },
-        MESSAGES["RevenueDistribution"],
-    ),
-    "/v2/revenue/distribution/delete": (
-        {"id": "int64", "distributor": "string"},
-        {"reason": "string"},
-    ),
-    "/v2/blocks/paging": (
-        {"page": "int32", "pagesize": "int32", "currency": "string"},
-        {"lucky": "map float", "blocklist": "Block repeated", "sum": "int32"},
-    ),
-    "/v2/blocks/date_range": (
-        {"start_time": "int64", "end_time": "int64", "currency": "string"},
-        {"lucky": "map float", "blocklist": "Block repeated", "sum": "int32"},
-    ),
-    "/v2/blocks/user": (
-        {
-            "currency": "string",
-            "mining_user_name": "string",
-            "mining_reward": "int64",
-            "start_time": "int64",
-            "end_time": "int64",
-        },
-        {"blocklist": "Block repeated"},
-    ),
+    path: tuple(  # type: ignore[misc]
+        {n: DOC.field_type(path, n, t) for n, t in side.items()} for side in sides
+    )
+    for path, sides in DOC.endpoints.items()
 }
 
 # Sub-messages that may be absent (null): an unset protobuf message field.
