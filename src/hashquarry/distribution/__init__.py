@@ -11,5 +11,7 @@ Both move money only as `dividend` ledger entries (minus on the distributor, plu
 recipient, under one idempotency ref), so balances stay sums of the journal.
 
 `math` is the pure arithmetic; `tables` the schema; `settlement` the daily run on a
-connection; `service.DistributionService` the owner-scoped operations.
+connection; `holds` what payouts must leave in a distributor's balance until its days are
+settled, and `reserve` that rule as the payout engine uses it; `service.DistributionService`
+the owner-scoped operations.
 """

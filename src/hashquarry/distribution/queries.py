@@ -162,32 +162,50 @@ async def rule(conn: AsyncConnection, rule_id: int) -> RevenueShare | None:
 
 
 async def day_is_final(conn: AsyncConnection, coin: str, account: str, day: str) -> bool:
-    """Whether all of an account's income dated `day` is in its balance.
+    """Whether all of an account's income dated `day` is in its balance (see `unfinal_days`)."""
+    return not await unfinal_days(conn, coin, [account], [day])
+
+
+async def unfinal_days(
+    conn: AsyncConnection, coin: str, accounts: Sequence[str], days: Sequence[str]
+) -> set[tuple[str, str]]:
+    """The (account, day) pairs whose income is not all in the balance yet.
 
     Not yet while block credits dated that day are immature (they may still mature or be
     reversed) or PPS/FPPS accruals of that day are unsettled: splitting a partial figure
     would either shortchange the recipients or, once the rest arrived, need a second
-    split under the same idempotency ref.
+    split under the same idempotency ref. One definition for the settlement (which waits
+    for such days) and the payout holds (which keep their income back meanwhile).
     """
+    if not accounts or not days:
+        return set()
     lg = m.ledger.c
-    immature = await conn.scalar(
-        select(func.coalesce(func.sum(lg.amount), 0)).where(
-            lg.coin == coin, lg.account == account, lg.bucket == "immature", lg.mining_date == day
+    immature = await conn.execute(
+        select(lg.account, lg.mining_date)
+        .where(
+            lg.coin == coin,
+            lg.account.in_(list(accounts)),
+            lg.bucket == "immature",
+            lg.mining_date.in_(list(days)),
         )
+        .group_by(lg.account, lg.mining_date)
+        .having(func.sum(lg.amount) != 0)
     )
-    if int(immature or 0):
-        return False
+    out = {(str(a), str(d)) for a, d in immature.all()}
     p = m.pps_accruals.c
-    pending = await conn.scalar(
-        select(func.count()).where(
+    pending = await conn.execute(
+        select(p.account, p.day)
+        .where(
             p.coin == coin,
-            p.account == account,
-            p.day == day,
+            p.account.in_(list(accounts)),
+            p.day.in_(list(days)),
             p.settled.is_(False),
             (p.nano > 0) | (p.sats > 0),
         )
+        .distinct()
     )
-    return not pending
+    out.update((str(a), str(d)) for a, d in pending.all())
+    return out
 
 
 async def revenue_of_day(conn: AsyncConnection, coin: str, account: str, day: str) -> int:

@@ -6,12 +6,17 @@ exactly like a missing one (NotFoundError naming the field: `distributor`, `reci
 `order_id`, `id`) and owners cannot probe each other's names. All input is validated
 before anything is written and each operation is one transaction, so a refused request
 changes nothing.
+
+Settlements (`settle`, `settle_due`, and `terminate`, which settles the order's past days)
+take the payout lock of the store and coin (payouts/lock.py), so a settlement and a
+payout never interleave: see `holds` for the rule that keeps dividends payable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 
 from sqlalchemy import update
@@ -24,6 +29,7 @@ from hashquarry.accounts.service import AccountsService
 from hashquarry.distribution import queries as q
 from hashquarry.distribution import tables as t
 from hashquarry.distribution import validate as v
+from hashquarry.distribution.holds import SETTLE_LOOKBACK_DAYS
 from hashquarry.distribution.math import DAY, PPM, exact, peak_sold, proportions_fit
 from hashquarry.distribution.models import (
     HashrateInfo,
@@ -33,14 +39,14 @@ from hashquarry.distribution.models import (
     SettleReport,
 )
 from hashquarry.distribution.settlement import days_between, settle_days
+from hashquarry.payouts.lock import LockTimeout, payout_lock
 
 __all__ = ["DistributionService"]
 
 # The distributor's "current" hashrate: the same 10-minute figure its hashrate page shows.
 RATE_WINDOW = 600.0
-# How many past days `settle_due` revisits: deferred days wait for block maturity
-# (100 confirmations, under a day on mainnet), so a week leaves a wide margin.
-SETTLE_LOOKBACK_DAYS = 7
+# A payout holds its lock across the wallet's sendmany; a settlement waits that long.
+LOCK_TIMEOUT = 120.0
 
 
 class DistributionService:
@@ -51,11 +57,13 @@ class DistributionService:
         *,
         clock: Callable[[], float] = time.time,
         start_tolerance: float = v.START_TOLERANCE,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         self.engine = engine
         self.accounts = accounts
         self.clock = clock
         self.start_tolerance = start_tolerance
+        self.lock_timeout = lock_timeout
 
     # -- hashrate distribution ---------------------------------------------------------
 
@@ -158,7 +166,7 @@ class DistributionService:
                 f"hashrate order {order_id} ends at {found.end_at:.0f} anyway, no later than "
                 f"{when:.0f}: there is nothing to terminate",
             )
-        async with self.engine.begin() as conn:
+        async with self._settling(found.coin, "order_id"), self.engine.begin() as conn:
             await q.lock_user(conn, found.distributor)
             settled = await q.last_settled_end(conn, order_id)
             if settled is not None and when < settled:
@@ -273,7 +281,7 @@ class DistributionService:
             raise AccountsError("period_end", "must be later than period_start")
         if hi > when:
             raise AccountsError("period_end", f"{hi:.0f} has not come yet (now {when:.0f})")
-        async with self.engine.begin() as conn:
+        async with self._settling(coin, "currency"), self.engine.begin() as conn:
             return await settle_days(conn, coin, days_between(lo, hi), when)
 
     async def settle_due(
@@ -287,6 +295,18 @@ class DistributionService:
         return await self.settle(coin, today - days * DAY, today, when)
 
     # -- helpers --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _settling(self, coin: str, field: str) -> AsyncIterator[None]:
+        """The payout lock, for a body that may move dividends. Taken before the
+        transaction opens: a payout holding it may be waiting for the node's wallet."""
+        try:
+            async with payout_lock(self.engine, coin, self.lock_timeout).hold():
+                yield
+        except LockTimeout:
+            raise ConflictError(
+                field, f"a {coin} payout or settlement is running; try again shortly"
+            ) from None
 
     async def _capacity(
         self,

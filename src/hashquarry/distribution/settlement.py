@@ -17,6 +17,14 @@ Rules, in order, per (distributor, day):
 5. Everything moved for a (distributor, day) is capped by what is left of the income,
    even if settlements happen in several runs (an order made after its first day was
    already settled), so a distributor can never give away more than it earned.
+6. And by what is still in the distributor's balance outside the holds of its open days
+   (`holds.Funds`): income paid out before any distribution covered its day is no longer
+   there to give, so such a dividend is capped (and logged) instead of driving the
+   balance below zero. Payouts hold back the income of unsettled days (`holds`), so in
+   the normal course this cap never bites.
+
+Every settlement runs under the payout lock (payouts/lock.py): DistributionService takes
+it, the payout engine settles through `reserve` while holding it.
 
 Idempotency: an order's day is settled once (its `hashrate_settlements` row, unique per
 order and day, written with the entries under ref "hrdist:{order}:{day}"); a revenue
@@ -25,6 +33,7 @@ distribution's day once (ledger ref "revdist:{id}:{day}"). A re-run changes noth
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
@@ -34,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hashquarry.accounting.aggregate import utc_day
 from hashquarry.distribution import queries as q
 from hashquarry.distribution import tables as t
+from hashquarry.distribution.holds import Funds
 from hashquarry.distribution.math import DAY, PPM, delivered_hashes, exact, overlap, split
 from hashquarry.distribution.models import (
     HashrateOrder,
@@ -43,6 +53,8 @@ from hashquarry.distribution.models import (
     SettleReport,
 )
 from hashquarry.store import models as m
+
+log = logging.getLogger(__name__)
 
 
 def hashrate_ref(order_id: int, period_start: float) -> str:
@@ -69,8 +81,9 @@ async def settle_days(
     """Settle the given days (of every distributor, or only of `distributor`) on `conn`;
     the caller owns the transaction, so a run is all or nothing."""
     report = SettleReport()
+    funds = await Funds.load(conn, coin, now)
     for day_start in day_starts:
-        await _settle_day(conn, coin, day_start, now, distributor, report)
+        await _settle_day(conn, coin, day_start, now, distributor, report, funds)
     return report
 
 
@@ -81,6 +94,7 @@ async def _settle_day(
     now: float,
     only: str | None,
     report: SettleReport,
+    funds: Funds,
 ) -> None:
     end = start + DAY
     orders = await q.orders_overlapping(conn, coin, start, end, only)
@@ -98,9 +112,10 @@ async def _settle_day(
         its_orders, its_rules = work[distributor]
         income = await q.revenue_of_day(conn, coin, distributor, day)
         taken = await _settle_orders(
-            conn, coin, distributor, its_orders, start, income, now, report
+            conn, coin, distributor, its_orders, start, income, now, report, funds
         )
-        await _settle_rules(conn, coin, distributor, its_rules, start, income - taken, now, report)
+        left = income - taken
+        await _settle_rules(conn, coin, distributor, its_rules, start, left, now, report, funds)
 
 
 async def _settle_orders(
@@ -112,6 +127,7 @@ async def _settle_orders(
     income: int,
     now: float,
     report: SettleReport,
+    funds: Funds,
 ) -> int:
     """Settle the day of each order not settled yet; returns all the orders took that day."""
     if not orders:
@@ -132,7 +148,8 @@ async def _settle_orders(
     for o in orders:
         if o.id in done:
             continue
-        amount = max(0, min(parts[o.id], income - taken))
+        due = max(0, min(parts[o.id], income - taken))
+        amount = await _capped(funds, distributor, due, f"order {o.id}", start)
         hashes = delivered_hashes(weights[o.id], mined, sold)
         ref = hashrate_ref(o.id, start)
         result = await conn.execute(
@@ -145,6 +162,7 @@ async def _settle_orders(
         if amount:
             extra = {"distribution": "hashrate", "order_id": o.id, "hashes": float(hashes)}
             await _move(conn, coin, distributor, o.recipient, amount, ref, now, day, extra)
+            funds.moved(distributor, o.recipient, amount)
         taken += amount
         report.hashrate.append(
             HashrateSettlement(
@@ -171,6 +189,7 @@ async def _settle_rules(
     left: int,
     now: float,
     report: SettleReport,
+    funds: Funds,
 ) -> None:
     if not rules or left <= 0:
         return
@@ -191,7 +210,8 @@ async def _settle_rules(
     for r in rules:
         if refs[r.id] in done:
             continue
-        amount = max(0, min(parts[r.id], left - moved))
+        due = max(0, min(parts[r.id], left - moved))
+        amount = await _capped(funds, distributor, due, f"revenue distribution {r.id}", start)
         if not amount:
             continue  # nothing written: a re-run recomputes the same 0 from final figures
         extra = {
@@ -200,8 +220,24 @@ async def _settle_rules(
             "proportion_ppm": r.proportion_ppm,
         }
         await _move(conn, coin, distributor, r.recipient, amount, refs[r.id], now, day, extra)
+        funds.moved(distributor, r.recipient, amount)
         moved += amount
         report.revenue.append(RevenueMove(r.id, start, amount))
+
+
+async def _capped(funds: Funds, distributor: str, due: int, what: str, start: float) -> int:
+    """`due`, or less if the distributor's free balance cannot cover it (rule 6)."""
+    if not due:
+        return 0
+    free = await funds.free(distributor)
+    if due <= free:
+        return due
+    log.warning(
+        "%s, day %s: dividend capped at %d of %d base units: %r's balance holds no more "
+        "of that day's income (paid out before a distribution covered it)",
+        what, utc_day(start), free, due, distributor,
+    )  # fmt: skip
+    return free
 
 
 async def _move(

@@ -20,6 +20,11 @@ address) reverses at once; any other node error looks for the comment first.
 An intent reversed that way is still looked for in the wallet for a day: if the
 node finished its sendmany even later, the amounts are debited again and the event is
 logged as an error. A txid is never dropped.
+
+What is paid is the payable part of a balance: the balance less what a `Reserve` holds
+back (the income of distribution days whose dividends are not settled yet, see
+distribution/holds.py). Under the lock, each payout first lets the reserve settle what
+it can, then reads the holds, and re-checks them in the transaction that debits.
 """
 
 from __future__ import annotations
@@ -30,18 +35,25 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hashquarry.accounting.ledger import POOL_ACCOUNT, balances
 from hashquarry.chain.rpc import NodeError, NodeRpc, RpcError
 from hashquarry.payouts import book
 from hashquarry.payouts.book import payout_entries
-from hashquarry.payouts.lock import LockTimeout, StoreLock
+from hashquarry.payouts.lock import LockTimeout, payout_lock
+from hashquarry.payouts.models import (
+    PayoutBusy,
+    PayoutError,
+    PayoutResult,
+    PayoutTarget,
+    Reserve,
+    Target,
+)
 from hashquarry.payouts.tables import payouts
 from hashquarry.payouts.wallet import (
     CLOCK_MARGIN,
@@ -66,45 +78,14 @@ __all__ = [
     "PayoutError",
     "PayoutResult",
     "PayoutTarget",
+    "Reserve",
+    "Target",
     "amount_string",
     "payout_entries",
     "to_sats",
 ]
 
 log = logging.getLogger(__name__)
-
-
-class PayoutError(Exception):
-    pass
-
-
-class PayoutBusy(PayoutError):
-    """Another payout holds the lock; nothing was debited."""
-
-
-class Target(Protocol):
-    account: str
-    address: str
-    threshold: int
-    paused: bool
-
-
-@dataclass(frozen=True)
-class PayoutTarget:
-    account: str
-    address: str
-    threshold: int
-    paused: bool = False
-
-
-@dataclass(frozen=True)
-class PayoutResult:
-    payout_id: str
-    status: str  # sent | failed | sending (the wallet's answer is still to be found)
-    txid: str | None
-    total: int
-    items: dict[str, int]
-    error: str | None = None
 
 
 Fault = Callable[[str], Awaitable[None] | None]
@@ -130,6 +111,7 @@ class PayoutEngine:
         wallet_page: int = PAGE,
         clock: Callable[[], float] = time.time,
         fault: Fault | None = None,
+        reserve: Reserve | None = None,
     ) -> None:
         if fee_policy not in ("pool", "deducted"):
             raise ValueError("fee_policy must be 'pool' or 'deducted'")
@@ -145,10 +127,11 @@ class PayoutEngine:
         self.wallet_page = wallet_page
         self.clock = clock
         self.fault = fault
+        self.reserve = reserve
         # The API and the payout loop share this object: they queue here first, fairly,
         # and only then contend for the store's lock with other engines and processes.
         self._local = asyncio.Lock()
-        self._store_lock = StoreLock(engine, f"payouts-{coin}", timeout=lock_timeout)
+        self._store_lock = payout_lock(engine, coin, lock_timeout)
 
     async def _fault(self, point: str) -> None:
         if self.fault is not None:
@@ -174,19 +157,38 @@ class PayoutEngine:
 
     # -- choosing who is paid ---------------------------------------------------------
 
-    async def due(self, now: float) -> Due:
-        """account -> (address, amount) for every balance at or above its threshold."""
-        targets = {t.account: t for t in await self.targets()}
-        async with self.engine.connect() as conn:
-            bals = await balances(conn, self.coin, now)
+    async def payable(self, conn: AsyncConnection, now: float) -> dict[str, tuple[int, int]]:
+        """account -> (payable, held back): its balance less what the reserve holds back
+        for others, never below 0. On the caller's connection (and transaction)."""
+        bals = await balances(conn, self.coin, now)
+        held: Mapping[str, int] = {}
+        if self.reserve is not None:
+            held = await self.reserve.held(conn, now)
         out = {}
         for account, bal in bals.items():
-            t = targets.get(account)
-            if t is None or t.paused or account == POOL_ACCOUNT or bal.balance <= 0:
-                continue
-            if bal.balance >= max(t.threshold, 1):
-                out[account] = (t.address, bal.balance)
+            keep = held.get(account, 0)
+            out[account] = (max(0, bal.balance - keep), keep)
         return out
+
+    async def due(self, now: float) -> Due:
+        """account -> (address, amount) for every payable balance at or above its threshold."""
+        targets = {t.account: t for t in await self.targets()}
+        async with self.engine.connect() as conn:
+            payable = await self.payable(conn, now)
+        out = {}
+        for account, (amount, _) in payable.items():
+            t = targets.get(account)
+            if t is None or t.paused or account == POOL_ACCOUNT or amount <= 0:
+                continue
+            if amount >= max(t.threshold, 1):
+                out[account] = (t.address, amount)
+        return out
+
+    async def _settle_reserve(self, now: float) -> None:
+        """Let the reserve settle what it can first (the caller holds the lock), so only
+        what is really still owed is held back."""
+        if self.reserve is not None:
+            await self.reserve.settle(now)
 
     # -- the operations (each holds the lock) -----------------------------------------
 
@@ -195,19 +197,21 @@ class PayoutEngine:
         now = time.time() if now is None else now
         async with self.exclusive():
             await self._reconcile(now)
+            await self._settle_reserve(now)
             due = await self.due(now)
             if not due:
                 return None
             return await self._pay(due, kind="auto", now=now)
 
     async def withdraw(self, accounts: Sequence[str], now: float | None = None) -> PayoutResult:
-        """Pay these accounts their whole balance now, whatever their thresholds."""
+        """Pay these accounts their whole payable balance now, whatever their thresholds."""
         now = time.time() if now is None else now
         async with self.exclusive():
             await self._reconcile(now)
+            await self._settle_reserve(now)
             targets = {t.account: t for t in await self.targets()}
             async with self.engine.connect() as conn:
-                bals = await balances(conn, self.coin, now)
+                payable = await self.payable(conn, now)
             due: Due = {}
             for account in accounts:
                 t = targets.get(account)
@@ -215,10 +219,15 @@ class PayoutEngine:
                     raise PayoutError(f"{account}: no wallet address for {self.coin}")
                 if t.paused:
                     raise PayoutError(f"{account}: payments are paused")
-                bal = bals.get(account)
-                if bal is None or bal.balance <= 0:
+                amount, held = payable.get(account, (0, 0))
+                if amount <= 0 and held:
+                    raise PayoutError(
+                        f"{account}: nothing to withdraw yet: {held} base units of its balance "
+                        "are held back until the dividends of its distributions are settled"
+                    )
+                if amount <= 0:
                     raise PayoutError(f"{account}: nothing to withdraw")
-                due[account] = (t.address, bal.balance)
+                due[account] = (t.address, amount)
             return await self._pay(due, kind="withdraw", now=now)
 
     async def pay(self, due: Due, *, kind: str, now: float) -> PayoutResult:
@@ -251,10 +260,11 @@ class PayoutEngine:
         # A node that is down fails here, before anything is written.
         await self.rpc.call("getwalletinfo")
         async with self.engine.begin() as conn:
-            # Balances may have moved since `due` was read: re-check inside the write.
-            bals = await balances(conn, self.coin, now)
+            # Balances and holds may have moved since `due` was read: re-check inside
+            # the write (an order or revenue distribution may have been added meanwhile).
+            payable = await self.payable(conn, now)
             for account, (_, amount) in due.items():
-                if bals.get(account) is None or bals[account].balance < amount:
+                if payable.get(account, (0, 0))[0] < amount:
                     raise PayoutError(f"{account}: balance changed; try again")
             await book.write_intent(
                 conn, self.coin, payout_id, kind=kind, due=due, fee_policy=self.fee_policy,

@@ -25,6 +25,9 @@ The lock is not the only guard. A PostgreSQL connection can be lost while its ho
 lives on; so every state change of an intent is compare-and-set, and reconcile leaves
 an intent whose sendmany may still be running on the node alone until it is older
 than the settle delay (see engine.py).
+
+Distribution settlements take the same lock (`payout_lock`): a dividend must never be
+taken from a balance a payout is halfway through paying (see distribution/holds.py).
 """
 
 from __future__ import annotations
@@ -145,3 +148,8 @@ class StoreLock:
             yield
         finally:
             lock.release()
+
+
+def payout_lock(engine: AsyncEngine, coin: str, timeout: float = 60.0) -> StoreLock:
+    """The one lock of a store and coin that payouts and dividend settlements share."""
+    return StoreLock(engine, f"payouts-{coin}", timeout=timeout)

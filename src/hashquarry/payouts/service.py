@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hashquarry.accounts.service import AccountsService
 from hashquarry.chain.rpc import NodeRpc
 from hashquarry.config import Settings
+from hashquarry.distribution.reserve import DividendReserve
 from hashquarry.payouts.engine import Fault, PayoutEngine, Target
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def build_engine(settings: Settings, store: AsyncEngine, rpc: NodeRpc) -> Payout
         # Longer than one sendmany may take, so a withdrawal waits out a running payout.
         lock_timeout=max(60.0, 3 * settings.node.rpc_timeout),
         fault=env_fault(),
+        # Distributors' income of days whose dividends are not settled yet stays put.
+        reserve=DividendReserve(store, coin),
     )
 
 
