@@ -311,12 +311,14 @@ def _mount() -> None:
     from hashquarry.accounts.cli import apikey_app, owner_app, user_app
     from hashquarry.bench.cli import stratum as bench_stratum
     from hashquarry.cli.payouts_cmd import payout_app
+    from hashquarry.distribution.cli import distribution_app
 
     bench_app.command("stratum")(bench_stratum)
     app.add_typer(payout_app, name="payout")
     app.add_typer(owner_app, name="owner")
     app.add_typer(apikey_app, name="apikey")
     app.add_typer(user_app, name="user")
+    app.add_typer(distribution_app, name="distribution")
 
 
 _mount()
