@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hashquarry.chain.regtest import RegtestNode
+from hashquarry.payouts import book
 from hashquarry.payouts.engine import PayoutTarget, payout_entries
 from hashquarry.payouts.tables import payouts
 from hashquarry.store.engine import default_url, make_engine
@@ -123,6 +124,14 @@ async def test_abandoned_and_conflicted_payouts_are_flagged(
                 for e in await payout_entries(conn, "bitcoin", u)
             }
         assert shown == {p1.txid: "abandoned", p2.txid: "conflicted"}
+        # The operator's list (`hashquarry payout list --status flagged`) has both, noted.
+        async with store.connect() as conn:
+            flagged = await book.listing(conn, "bitcoin", book.FLAGGED)
+        assert [(f["txid"], f["status"]) for f in flagged] == [
+            (p2.txid, "conflicted"),
+            (p1.txid, "abandoned"),
+        ]
+        assert all("check and settle by hand" in f["error"] for f in flagged)
         # Neither is in the chain, nor in the mempool to get there.
         for txid in (p1.txid, p2.txid):
             assert regtest.call("gettransaction", txid)["confirmations"] <= 0

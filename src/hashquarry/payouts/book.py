@@ -22,6 +22,10 @@ from hashquarry.store import models as m
 Due = Mapping[str, tuple[str, int]]  # account -> (address, amount)
 
 PENDING = ("intent", "sending")  # the wallet's answer is not recorded yet
+STATUSES = ("intent", "sending", "sent", "confirmed", "failed", "conflicted", "abandoned")
+# What an operator must look at: money debited that may not have arrived, and intents
+# whose wallet answer is still unknown (reconcile decides them, or they are stuck).
+FLAGGED = ("conflicted", "abandoned", *PENDING)
 # Shown to the account: whatever left its balance through the wallet, flagged or not.
 SHOWN = ("sent", "confirmed", "conflicted", "abandoned")
 
@@ -179,4 +183,33 @@ async def payout_entries(
          "confirmations": r.confirmations, "payout_id": r.id,
          "wallet_type": "manual" if r.kind == "withdraw" else "auto"}
         for r in (await conn.execute(q)).all()
+    ]  # fmt: skip
+
+
+async def listing(
+    conn: AsyncConnection, coin: str, statuses: Sequence[str] | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Payouts of the coin, newest first, for operators (`hashquarry payout list`): every
+    status, or only `statuses`, with the accounts each one debited."""
+    p = payouts.c
+    q = select(payouts).where(p.coin == coin)
+    if statuses is not None:
+        q = q.where(p.status.in_(list(statuses)))
+    rows = (await conn.execute(q.order_by(p.created_at.desc(), p.id).limit(limit))).all()
+    items: dict[str, dict[str, int]] = {}
+    if rows:
+        i = payout_items.c
+        found = await conn.execute(
+            select(i.payout_id, i.account, i.amount)
+            .where(i.payout_id.in_([r.id for r in rows]))
+            .order_by(i.account)
+        )
+        for payout_id, account, amount in found.all():
+            items.setdefault(payout_id, {})[account] = int(amount)
+    return [
+        {"id": r.id, "kind": r.kind, "status": r.status, "txid": r.txid, "total": int(r.total),
+         "tip": int(r.tip), "fee_policy": r.fee_policy, "created_at": r.created_at,
+         "sent_at": r.sent_at, "confirmations": int(r.confirmations), "error": r.error,
+         "items": items.get(r.id, {})}
+        for r in rows
     ]  # fmt: skip
