@@ -248,7 +248,12 @@ def node_regtest(
             f"HASHQUARRY_NODE__PASSWORD={node.password} "
             f"HASHQUARRY_NODE__ZMQ_HASHBLOCK={node.zmq_url} "
             f"HASHQUARRY_POOL__ADDRESS={address} HASHQUARRY_POOL__NETWORK=regtest "
-            "hashquarry serve\n\nCtrl-C stops the node.",
+            "hashquarry serve\n"
+            "(the first time, `hashquarry db upgrade` with the same variables creates the store)\n"
+            "\nand mine on it (a CPU miner needs a tiny share difficulty; every share is a "
+            "block on regtest):\n"
+            f"  hashquarry miner --url stratum+tcp://127.0.0.1:3333 --user {address}.rig1 "
+            "--password d=0.0001\n\nCtrl-C stops the node.",
             err=True,
         )
         stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
