@@ -15,6 +15,10 @@ What is a read, what is a write and who is asking is the policy's (`cache_policy
   itself refuses it in its dialect's words.
 - Entries are per identity, so two keys share an entry only when they see the same data
   (same owner, same scopes).
+- An entry older than `ttl` is still answered for up to `stale` more seconds (default:
+  `ttl`) while one background computation replaces it, so a busy endpoint never makes
+  its callers wait for a recomputation: with a 1 s ttl an answer is at most 2 s old, and
+  only a key nobody asked for in 2 s is computed while its caller waits.
 - Only 200 answers are kept, and everything is dropped after a *successful* write (any
   2xx of a write endpoint): failed writes, unknown paths, /metrics or refusals never
   empty the cache, so nobody can keep it cold by sending junk. A read computed while a
@@ -24,6 +28,7 @@ What is a read, what is a write and who is asking is the policy's (`cache_policy
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -37,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY = 1 << 16
+log = logging.getLogger(__name__)
 
 
 class Policy(Protocol):
@@ -65,10 +71,13 @@ class ResponseCache:
         ttl: float = 1.0,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        stale: float | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.ttl = ttl
+        self.stale = ttl if stale is None else stale
+        self._tasks: set[asyncio.Task[None]] = set()
         self.max_entries = max_entries
         self.clock = clock
         self.generation = 0  # bumped by every successful write
@@ -115,9 +124,13 @@ class ResponseCache:
             )
         )
         hit = self._entries.get(key)
-        if hit is not None and self.clock() - hit.at < self.ttl:
-            await _send(send, hit)
-            return
+        if hit is not None:
+            age = self.clock() - hit.at
+            if age < self.ttl + self.stale:
+                if age >= self.ttl and key not in self._inflight:
+                    self._refresh(key, scope, body)
+                await _send(send, hit)
+                return
         waiting = self._inflight.get(key)
         if waiting is not None:
             entry = await asyncio.shield(waiting)
@@ -154,6 +167,24 @@ class ResponseCache:
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
             fut.set_result(entry)
+
+    def _refresh(self, key: bytes, scope: Scope, body: bytes) -> None:
+        """Recompute an expired entry in the background (at most one per key)."""
+
+        async def done() -> Message:
+            return {"type": "http.disconnect"}
+
+        async def discard(msg: Message) -> None:
+            pass
+
+        task = asyncio.create_task(self._compute(key, dict(scope), _replay(body, done), discard))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("refreshing a cached answer failed", exc_info=task.exception())
 
     def _clearing(self, send: Send) -> Send:
         async def clearing(msg: Message) -> None:
