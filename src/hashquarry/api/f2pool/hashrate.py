@@ -8,7 +8,11 @@ read_revenue scope; without it they are 0. Scope: read_hashrate.
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import APIRouter, Depends
+from starlette.responses import Response
 
 from hashquarry.accounting import stats
 from hashquarry.accounts.keys import Scope
@@ -36,6 +40,26 @@ def info_out(name: str, w: queries.Windows | None) -> f.HashRateInfo:
         local_hash_rate=0.0,
         h24_local_hash_rate=0.0,
     )
+
+
+def worker_out(w: stats.WorkerInfo) -> dict[str, Any]:
+    """One WorkerMiningInfo as JSON-ready data (floats stay floats, status its number)."""
+    return {
+        "hash_rate_info": {
+            "name": w.worker,
+            "hash_rate": float(w.hashrate),
+            "h1_hash_rate": float(w.h1),
+            "h24_hash_rate": float(w.h24),
+            "h1_stale_hash_rate": float(w.stale_h1),
+            "h24_stale_hash_rate": float(w.stale_h24),
+            "h24_delay_hash_rate": 0.0,
+            "local_hash_rate": 0.0,
+            "h24_local_hash_rate": 0.0,
+        },
+        "last_share_at": int(w.last_share),
+        "status": int(f.WorkerStatus[w.status.upper()]),
+        "host": w.last_host,
+    }
 
 
 def history_range(body: f.HistoryReq, now: float, limit_days: int) -> tuple[float, float, int]:
@@ -131,26 +155,19 @@ def register(r: APIRouter, ctx: ApiContext) -> None:
         account = await account_of(ctx, caller, body.currency, body.mining_user_name, body.address)
         return await history_of(body, caller, account, None, 30)
 
-    @r.post("/hash_rate/worker/list", summary="Worker list")
-    async def worker_list(body: f.UserMiningReq, caller: Caller = hashrate) -> f.WorkerListResp:
+    @r.post("/hash_rate/worker/list", summary="Worker list", response_model=f.WorkerListResp)
+    async def worker_list(body: f.UserMiningReq, caller: Caller = hashrate) -> Response:
         account = await account_of(ctx, caller, body.currency, body.mining_user_name, body.address)
         async with ctx.engine.connect() as conn:
             found = await stats.workers(
                 conn, ctx.coin, ctx.clock(), account, ctx.settings.accounting.offline_after
             )
-        return f.WorkerListResp(
-            workers=[
-                f.WorkerMiningInfo(
-                    hash_rate_info=info_out(
-                        w.worker,
-                        queries.Windows(w.hashrate, w.h1, w.h24, w.stale_h1, w.stale_h24, 0.0),
-                    ),
-                    last_share_at=int(w.last_share),
-                    status=f.WorkerStatus[w.status.upper()],
-                    host=w.last_host,
-                )
-                for w in found
-            ]
+        # A user may have thousands of workers: plain dicts straight to orjson, not a
+        # pydantic model per worker validated again by FastAPI (about 10 ms per 1,000).
+        # The shape is WorkerListResp's, which the contract tests hold it to.
+        return Response(
+            orjson.dumps({"workers": [worker_out(w) for w in found]}),
+            media_type="application/json",
         )
 
     @r.post(
