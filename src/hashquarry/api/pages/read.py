@@ -158,12 +158,15 @@ class PageReader:
     async def whole(self, page: OpenPage) -> PageData:
         allowed = [v for v in ALL_VIEWS if page.allows(v)]
         async with self.ctx.engine.connect() as conn:  # one snapshot for every section
+            money = None
+            if View.REVENUE in allowed or View.PAYMENTS in allowed:
+                money = await self._balance(conn, page)
             return PageData(
                 page,
                 await self._hashrate(conn, page) if View.HASHRATE in allowed else None,
                 await self._workers(conn, page) if View.WORKERS in allowed else None,
-                await self._revenue(conn, page) if View.REVENUE in allowed else None,
-                await self._payments(conn, page) if View.PAYMENTS in allowed else None,
+                await self._revenue(conn, page, money) if View.REVENUE in allowed else None,
+                await self._payments(conn, page, money) if View.PAYMENTS in allowed else None,
             )
 
     async def hashrate(self, page: OpenPage) -> Hashrate:
@@ -229,8 +232,14 @@ class PageReader:
             if w.account == page.user
         ]
 
-    async def _revenue(self, conn: AsyncConnection, page: OpenPage) -> Revenue:
-        found = (await ledger.balances(conn, self.ctx.coin, self.ctx.clock())).get(page.user)
+    async def _balance(self, conn: AsyncConnection, page: OpenPage) -> ledger.Balance | None:
+        return (await ledger.balances(conn, self.ctx.coin, self.ctx.clock())).get(page.user)
+
+    async def _revenue(
+        self, conn: AsyncConnection, page: OpenPage, found: ledger.Balance | None = None
+    ) -> Revenue:
+        if found is None:
+            found = await self._balance(conn, page)
         income = await _income(conn, self.ctx.coin, page.user)
         if found is None:
             return Revenue(0, 0, 0, 0, 0, income)
@@ -243,8 +252,11 @@ class PageReader:
             income,
         )
 
-    async def _payments(self, conn: AsyncConnection, page: OpenPage) -> Payments:
-        found = (await ledger.balances(conn, self.ctx.coin, self.ctx.clock())).get(page.user)
+    async def _payments(
+        self, conn: AsyncConnection, page: OpenPage, found: ledger.Balance | None = None
+    ) -> Payments:
+        if found is None:
+            found = await self._balance(conn, page)
         rows = await payout_entries(conn, self.ctx.coin, page.user, limit=LISTED)
         return Payments(
             found.paid if found is not None else 0,
