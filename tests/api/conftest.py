@@ -31,6 +31,13 @@ ALL_SCOPES = (
     "read_hashrate,read_revenue,read_payments,manage_accounts,manage_payouts,"
     "manage_distributions,manage_schedulers"
 )
+# The address-mode miner runs several workers, so its address (one group the hashrate
+# tests compare) gathers shares as fast as the registered users' four workers (the other).
+ADDRESS_WORKERS = ("cpu", "cpu2", "cpu3", "cpu4")
+# Shares each compared group must have: a hashrate estimated from N shares is off by
+# about 1/sqrt(N), so with 256 a flat 25% tolerance is four standard deviations. A few
+# more are awaited, since shares in flight at the stop may never reach the miner's count.
+MIN_SHARES = 256
 
 
 @dataclass
@@ -58,6 +65,13 @@ async def world() -> AsyncIterator[World]:
         accounting={"scheme": "pplns", "pplns_n": 1e8, "maturity": 2, "fee_bps": 100,
                     "shift_span": 0.002},
         accounts_cfg={"require_registration": True, "allow_address_mode": True},
+        # On regtest every share is also a block the pool submits, and the node keeps up
+        # with about 5 submitblock calls a second (at 8 a second it stalls for minutes):
+        # 8 connections with a share every 1.6 s each stay at that rate. The start
+        # difficulty is about what that takes from one CPU miner's 8 connections, so the
+        # run starts at its rate instead of ramping up to it (nor bursting past it).
+        ports=[{"port": 0, "difficulty": 0.00005, "host": "127.0.0.1"}],
+        vardiff={"target_interval": 1.6, "retarget_window": 5.0},
     )  # fmt: skip
     pool = await start_pool(settings, start=False)
     accounts = pool.accounts
@@ -76,22 +90,35 @@ async def world() -> AsyncIterator[World]:
     await pool.start()
     try:
         url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
-        miners = [f"{u}.rig1" for u in users] + ["alice.rig2", f"{address_miner}.cpu"]
+        miners = [f"{u}.rig1" for u in users] + ["alice.rig2"]
+        miners += [f"{address_miner}.{w}" for w in ADDRESS_WORKERS]
         stop = asyncio.Event()
         task = asyncio.create_task(run_miner(MinerOptions(url=url, users=miners), stop=stop))
+
+        def accepted(accounts: set[str]) -> int:
+            per_worker = pool.stats.per_worker.items()
+            return sum(acc for n, (acc, _) in per_worker if n.split(".")[0] in accounts)
 
         def done() -> bool:
             have = {n.split(".")[0] for n, (acc, _) in pool.stats.per_worker.items() if acc}
             return pool.stats.blocks_accepted >= 8 and {*users, address_miner} <= have
 
         await wait_for(done, 300, "blocks with shares from every miner")
-        # Keep mining until hashrate windows hold enough shares for a tight estimate
-        # (~300 shares: the spread of a hashrate estimate falls under 8%).
-        await wait_for(lambda: pool.stats.accepted >= 300, 180, "shares for hashrate windows")
+        # Keep mining until each group the hashrate tests compare has its shares.
+        enough = MIN_SHARES + 16
+        await wait_for(
+            lambda: accepted(set(users)) >= enough and accepted({address_miner}) >= enough,
+            240,
+            f"{MIN_SHARES} shares for the registered users and for the address",
+        )
         stop.set()
         report = await asyncio.wait_for(task, 30)
+        assert pool.accounting is not None
+        # Every share and block credit in the store before any test reads it: the writer
+        # may lag the run (each block found is credited over the whole PPLNS window).
+        await pool.accounting.flush()
         await asyncio.to_thread(node.mine, 3)
-        assert pool.accounting is not None and pool.payouts is not None
+        assert pool.payouts is not None
         await pool.accounting.track_once()
         payout = await pool.payouts.run_once()
         await asyncio.to_thread(node.mine, 1)
