@@ -297,16 +297,25 @@ class Accounting:
             if not difficulty:
                 return 0  # no share since the last block: the window is not known yet
             window = pplns_window_weight(self.cfg.pplns_n * WINDOW_MARGIN, difficulty)
-            async with self.engine.begin() as conn:
-                modes = await mode_resolver(conn, self.coin, self.cfg.scheme)
-                return await prune_shares(
-                    conn,
-                    self.coin,
-                    before_time=now - self.cfg.keep_shares_days * 86400,
-                    window=window,
-                    modes=modes,
-                    keep_from_seq=self.agg.round.start_seq,
-                )
+            keep_from_seq = self.agg.round.start_seq
+
+            async def prune(engine: AsyncEngine) -> int:
+                async with engine.begin() as conn:
+                    modes = await mode_resolver(conn, self.coin, self.cfg.scheme)
+                    return await prune_shares(
+                        conn,
+                        self.coin,
+                        before_time=now - self.cfg.keep_shares_days * 86400,
+                        window=window,
+                        modes=modes,
+                        keep_from_seq=keep_from_seq,
+                    )
+
+            # Walking a long window is Python work per share row: on the writer's loop,
+            # never the Stratum loop's.
+            if self._writer is None:
+                return await prune(self.engine)
+            return await self._writer.run(prune)
 
     async def settle_due(self, now: float | None = None) -> int:
         """Settle PPS/FPPS days that have ended (the day boundary is 00:00 UTC)."""

@@ -229,6 +229,11 @@ async def prune_shares(
     Without this limit a window longer than the time kept (a small pool, a large N)
     would silently shrink, and its older shares' part would go to the newer ones."""
     c = m.shares.c
+    # Nothing old enough (a pool younger than the retention, the usual case between two
+    # prunes): answered from the (coin, seq) index, without walking the window.
+    oldest_time = await conn.scalar(select(c.time).where(c.coin == coin).order_by(c.seq).limit(1))
+    if oldest_time is None or oldest_time >= before_time:
+        return 0
     newest = await conn.scalar(select(func.max(c.seq)).where(c.coin == coin))
     if newest is None:
         return 0
