@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from hashquarry.api.cache import ResponseCache
+from hashquarry.api.cache_policy import Rechecked
 
 Scope = MutableMapping[str, Any]
 
@@ -132,3 +133,29 @@ async def test_concurrent_identical_reads_share_one_computation() -> None:
         await asyncio.sleep(0.01)
         app.gate.set()
         assert await asyncio.gather(*tasks) == ["1"] * 10 and app.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_identities_are_rechecked_behind_and_never_used_past_their_ttl() -> None:
+    live = {"k": "owner"}
+    checks: list[str] = []
+
+    async def check(key: str) -> str | None:
+        checks.append(key)
+        await asyncio.sleep(0)
+        return live.get(key)
+
+    clock = Clock()
+    known = Rechecked(check, ttl=0.25, clock=clock)
+    assert await known.get("k") == "owner" and checks == ["k"]
+    clock.now += 0.1
+    assert await known.get("k") == "owner" and checks == ["k"]  # fresh: no store read
+    clock.now += 0.1  # past half the ttl: answered at once, re-checked behind
+    del live["k"]  # revoked meanwhile
+    assert await known.get("k") == "owner"
+    await asyncio.sleep(0.01)
+    assert checks == ["k", "k"] and await known.get("k") is None  # the re-check landed
+    clock.now += 1.0  # long unused: the caller waits for a fresh check
+    live["k"] = "again"
+    assert await known.get("k") == "again" and len(checks) == 3
+    assert await known.get("nobody") is None

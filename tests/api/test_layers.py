@@ -3,6 +3,7 @@ cache, on the full app over the shared pool run."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from hashquarry.api.app import create_app
+from hashquarry.api.cache_policy import RECHECK_SECONDS
 
 from .conftest import World
 from .test_f2pool_spec import CURRENCY, assert_error, key_headers
@@ -112,6 +114,8 @@ async def test_a_revoked_key_gets_no_cached_answer(world: World, cached: httpx.A
         bm = await cached.get("/api/users", headers={"Authorization": f"key={secret}"})
         assert bm.status_code == 200
     await world.ctx.accounts.revoke_api_key("cacherev", key_id)
+    # Another process (the CLI) may revoke: the cache finds out within RECHECK_SECONDS.
+    await asyncio.sleep(RECHECK_SECONDS + 0.05)
     r = await cached.post("/v2/hash_rate/info", json=body, headers=key_headers(secret))
     assert assert_error(r)["code"] == 40102
     bm = await cached.get("/api/users", headers={"Authorization": f"key={secret}"})

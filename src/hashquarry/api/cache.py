@@ -8,11 +8,12 @@ computation instead of each running it (no stampede after expiry).
 
 What is a read, what is a write and who is asking is the policy's (`cache_policy`):
 
-- The identity is checked on every request, hits included (for an API key, one indexed
-  lookup of its hash; for a page, of its key), so a revoked key or a deleted page stops
-  getting answers at once, not after the entry expires. A request whose identity cannot
-  be established (no key, a bad one) is never answered from the cache: the endpoint
-  itself refuses it in its dialect's words.
+- The identity is established for every request, hits included, from a finding about
+  the key (or page) that is never older than a quarter of a second (one indexed lookup
+  of its hash, re-made in the background), so a revoked key or a deleted page stops
+  getting cached answers within that, whatever the entry's age. A request whose
+  identity cannot be established (no key, a bad one) is never answered from the cache:
+  the endpoint itself refuses it in its dialect's words.
 - Entries are per identity, so two keys share an entry only when they see the same data
   (same owner, same scopes).
 - An entry older than `ttl` is still answered for up to `stale` more seconds (default:
