@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
-from hashquarry.chain.regtest import RegtestNode
+from hashquarry.chain.regtest import RegtestNode, reap_orphans
 from hashquarry.chain.rpc import NodeAuthError, NodeRpc, NodeUnreachable, RpcError
 from hashquarry.miner.runner import MinerOptions, run_miner
 from hashquarry.pool import Pool
@@ -130,3 +133,28 @@ async def test_a_failing_session_does_not_take_the_server_down(
         stop.set()
         await asyncio.wait_for(miner, 30)
         await pool.stop()
+
+
+def test_a_node_left_by_a_killed_owner_is_reaped(tmp_path: Path) -> None:
+    """kill -9 of the process that started a temporary node leaves the node running;
+    the next node start (here: reap_orphans itself) stops it and removes its datadir."""
+    script = (
+        "import sys, time\n"
+        "from hashquarry.chain.regtest import RegtestNode\n"
+        "node = RegtestNode().start()\n"
+        "print(node.datadir, node.proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    datadir, pid = owner.stdout.readline().split()
+    node_pid = int(pid)
+    owner.kill()
+    owner.wait(10)
+    assert Path(f"/proc/{node_pid}").exists(), "the node outlives its killed owner"
+    assert reap_orphans() >= 1
+    assert (
+        not Path(f"/proc/{node_pid}").exists()
+        or "zombie" in Path(f"/proc/{node_pid}/status").read_text().lower()
+    )
+    assert not Path(datadir).exists()

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -86,6 +87,56 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+OWNER_FILE = "hashquarry-owner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(parent: Path | None = None) -> int:
+    """Stop temporary nodes whose owning process is gone; returns how many.
+
+    A test run or demo killed with SIGKILL cannot stop its node, and the node would
+    run (and hold its ports and datadir) until the machine stops. Each temporary
+    datadir records "owner_pid node_pid"; a node whose owner is dead is stopped here,
+    the next time any node starts. Only nodes in our own temporary datadirs whose
+    command line names that datadir are touched."""
+    reaped = 0
+    for owner_file in Path(parent or tempfile.gettempdir()).glob(
+        f"hashquarry-regtest-*/{OWNER_FILE}"
+    ):
+        try:
+            owner, node = (int(x) for x in owner_file.read_text().split())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        datadir = owner_file.parent
+        try:
+            cmdline = Path(f"/proc/{node}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""
+        if f"-datadir={datadir}".encode() in cmdline:
+            log.warning("stopping an orphaned regtest node (pid %d, owner %d gone)", node, owner)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while _alive(node) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node, signal.SIGKILL)
+            reaped += 1
+        shutil.rmtree(datadir, ignore_errors=True)
+    return reaped
+
+
 class RegtestNode:
     """A running regtest bitcoind. Use as a context manager, or start()/stop()."""
 
@@ -146,6 +197,7 @@ class RegtestNode:
         if self.proc is not None and self.proc.poll() is None:
             return self
         binary = ensure_bitcoind()
+        reap_orphans()
         self.datadir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.datadir / "node-stdout.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -156,6 +208,8 @@ class RegtestNode:
             start_new_session=True,
         )
         log_file.close()
+        if self._own_datadir:
+            (self.datadir / OWNER_FILE).write_text(f"{os.getpid()} {self.proc.pid}\n")
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
