@@ -318,6 +318,16 @@ class Pool:
         self._block_tasks.add(task)
         task.add_done_callback(self._block_tasks.discard)
 
+    async def _verify_submitted(self, block_hash: str) -> str | None:
+        """ "accepted" if the node has the block on its main chain, "inconclusive" if on a
+        side branch, None if it does not have it (or cannot say)."""
+        try:
+            header = await self.rpc.call("getblockheader", block_hash, retries=3)
+        except NodeError:
+            return None
+        confirmations = int(header.get("confirmations", -1)) if isinstance(header, dict) else -1
+        return "accepted" if confirmations >= 0 else "inconclusive"
+
     async def _submit(self, found: FoundBlock, block_hex: str, arrived: float) -> None:
         try:
             answer = await self.rpc.call("submitblock", block_hex, retries=5)
@@ -325,6 +335,10 @@ class Pool:
         except NodeError as exc:
             found.result = f"error: {exc}"
         found.submit_seconds = time.perf_counter() - arrived
+        if found.result == "duplicate" or found.result.startswith("error: "):
+            # A submit whose answer was lost (a timeout, a busy node) may have landed, and
+            # its retry then hears "duplicate": the node's chain says what happened.
+            found.result = await self._verify_submitted(found.hash) or found.result
         metrics.BLOCK_SUBMIT_SECONDS.observe(found.submit_seconds)
         metrics.BLOCKS_SUBMITTED.labels("accepted" if found.accepted else "rejected").inc()
         if found.accepted:
