@@ -10,8 +10,9 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import CursorResult, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hashquarry.accounting.schemes import pplns_window, share_weight
@@ -92,6 +93,12 @@ _ASCENDING = text(
 )
 
 
+def _plain_rows(result: CursorResult[Any]) -> list[Any]:
+    """The driver's own rows (tuples, or asyncpg records), already fetched by the async
+    adapter: wrapping a million of them in Row objects took longer than the query."""
+    return list(result.cursor.fetchall()) if result.cursor is not None else []
+
+
 async def _pool_shares_newest_first(
     conn: AsyncConnection, coin: str, upto_seq: int, window: int, modes: ModeHistory
 ) -> tuple[list[tuple[Key, float]], int | None]:
@@ -104,9 +111,9 @@ async def _pool_shares_newest_first(
     before = upto_seq + 1
     weight_of: dict[float, int] = {}
     while covered < window:
-        rows = (
+        rows = _plain_rows(
             await conn.execute(_NEWEST_FIRST, {"coin": coin, "before": before, "limit": FETCH})
-        ).all()
+        )
         if not rows:
             break
         for seq, account, t, difficulty in rows:
@@ -187,11 +194,11 @@ async def _ascending(
     out: list[tuple[str, float, float]] = []
     after = first
     while True:
-        rows = (
+        rows = _plain_rows(
             await conn.execute(
                 _ASCENDING, {"coin": coin, "after": after, "upto": upto, "limit": FETCH}
             )
-        ).all()
+        )
         out.extend((a, t, d) for _seq, a, t, d in rows)
         if len(rows) < FETCH:
             return out
