@@ -250,6 +250,18 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: str = "INFO"
 
+    @model_validator(mode="after")
+    def _settle_after(self) -> Settings:
+        after = self.payouts.settle_after
+        if after is not None and after < self.node.rpc_timeout:
+            # Shorter than one RPC timeout, an unanswered sendmany the node is still
+            # carrying out would be reversed and paid a second time.
+            raise ValueError(
+                f"payouts.settle_after ({after:g} s) must be at least node.rpc_timeout "
+                f"({self.node.rpc_timeout:g} s)"
+            )
+        return self
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:

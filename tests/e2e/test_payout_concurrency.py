@@ -113,7 +113,7 @@ async def test_cli_in_another_process_waits_for_the_payer(
         "HASHQUARRY_NODE__PASSWORD": regtest.password,
         "HASHQUARRY_POOL__ADDRESS": regtest.call("getnewaddress"),
         "HASHQUARRY_POOL__NETWORK": "regtest", "HASHQUARRY_DATA_DIR": str(tmp_path),
-        "HASHQUARRY_PAYOUTS__ADDRESS_THRESHOLD": "1", "HASHQUARRY_PAYOUTS__SETTLE_AFTER": "0",
+        "HASHQUARRY_PAYOUTS__ADDRESS_THRESHOLD": "1",
     })  # fmt: skip
     payer, rpc = make_payer(store, regtest.rpc_url, regtest, [PayoutTarget(address, address, 1)])
     at_send = asyncio.Event()
@@ -131,7 +131,10 @@ async def test_cli_in_another_process_waits_for_the_payer(
         await asyncio.wait_for(at_send.wait(), 30)
         async with store.connect() as conn:
             assert (await conn.execute(select(payouts.c.status))).scalars().all() == ["sending"]
-        for args in (["payout", "reconcile"], ["payout", "withdraw", address]):
+        for args in (
+            ["payout", "reconcile", "--settle-after", "0"],
+            ["payout", "withdraw", address, "--settle-after", "0"],
+        ):
             procs.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,

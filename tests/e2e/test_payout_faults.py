@@ -125,7 +125,7 @@ async def test_withdraw_killed_at_each_step(regtest: RegtestNode, tmp_path: Path
             assert (await current_balances(store)).get(address, 0) == 0
             await audit(store, regtest, settled=False)
             # The crashed payer is gone: its unanswered sendmany can be judged at once.
-            rec = _cli(env | {"HASHQUARRY_PAYOUTS__SETTLE_AFTER": "0"}, "payout", "reconcile")
+            rec = _cli(env, "payout", "reconcile", "--settle-after", "0")
             assert rec.returncode == 0, rec.stderr[-1500:]
             paid = point in ("after_send", "after_record")
             assert orjson.loads(rec.stdout)["reconciled"] == (0 if point == "after_record" else 1)
@@ -175,7 +175,7 @@ async def test_batched_payout_run_killed_at_each_step(
         assert await _owed(store, addresses) == 0
         await audit(store, regtest, settled=False)
 
-        rerun = _cli(env | {"HASHQUARRY_PAYOUTS__SETTLE_AFTER": "0"}, "payout", "run")
+        rerun = _cli(env, "payout", "run", "--settle-after", "0")
         assert rerun.returncode == 0, rerun.stderr[-1500:]
         out = orjson.loads(rerun.stdout)
         if point in ("after_intent", "before_send"):
@@ -212,17 +212,14 @@ async def test_reconcile_killed_midway(
         assert crashed.returncode == 137, crashed.stderr[-1500:]
     assert await _statuses(store) == ["sending"] * 3
 
-    killed = env | {
-        "HASHQUARRY_PAYOUT_FAULT": "during_reconcile",
-        "HASHQUARRY_PAYOUTS__SETTLE_AFTER": "0",
-    }
+    killed = env | {"HASHQUARRY_PAYOUT_FAULT": "during_reconcile"}
     for pending in (2, 1):
-        crashed = _cli(killed, "payout", "reconcile")
+        crashed = _cli(killed, "payout", "reconcile", "--settle-after", "0")
         assert crashed.returncode == 137, crashed.stderr[-1500:]
         statuses = await _statuses(store)
         assert sum(s in ("intent", "sending") for s in statuses) == pending, statuses
         await audit(store, regtest, settled=False)
-    done = _cli(env | {"HASHQUARRY_PAYOUTS__SETTLE_AFTER": "0"}, "payout", "reconcile")
+    done = _cli(env, "payout", "reconcile", "--settle-after", "0")
     assert done.returncode == 0 and orjson.loads(done.stdout)["reconciled"] == 1
     assert await _statuses(store) == ["failed", "failed", "sent"]
     assert received(regtest, addresses[2]) == amounts[addresses[2]]

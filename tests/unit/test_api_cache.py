@@ -117,3 +117,22 @@ async def test_a_write_clears_the_cache() -> None:
         await c.post("/v2/hash_rate/distribution/terminate", json={"order_id": 1}, headers=key)
         await c.post("/v2/hash_rate/distribution/orders", json={}, headers=key)
     assert len(calls) == 3  # the second read was not served from before the write
+
+
+async def test_memory_is_bounded_in_bytes() -> None:
+    async def big(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        size = int(scope["query_string"].decode().split("&")[0].split("=")[1])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * size})
+
+    app = ResponseCache(big, HeaderIdentities(), ttl=10, clock=Clock(), max_bytes=1_000)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for i in range(5):  # five distinct 200-byte answers fill the bound exactly
+            await c.get(f"/api/pool/stats?size=200&i={i}")
+            assert app._bytes <= 1_000
+        assert len(app) == 5 and app._bytes == 1_000
+        await c.get("/api/pool/stats?size=300&i=9")  # over a quarter of the bound: not kept
+        assert app._bytes == 1_000 and len(app) == 5
+        await c.get("/api/pool/stats?size=200&i=10")  # the oldest goes
+        assert app._bytes == 1_000 and len(app) == 5

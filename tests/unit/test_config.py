@@ -159,6 +159,15 @@ def test_tag_too_long_in_bytes_is_a_config_error(write_config: WriteConfig) -> N
     assert "pool.tag: " in message, message
 
 
+def test_settle_after_shorter_than_an_rpc_timeout_is_refused(write_config: WriteConfig) -> None:
+    """A sendmany the node may still be carrying out must not be judged unpaid."""
+    text = BASE + "\n[node]\nrpc_timeout = 30\n\n[payouts]\nsettle_after = 5\n"
+    message = config_error(write_config(text))
+    assert "settle_after (5 s) must be at least node.rpc_timeout (30 s)" in message, message
+    ok = BASE + "\n[node]\nrpc_timeout = 30\n\n[payouts]\nsettle_after = 30\n"
+    assert load_settings(write_config(ok)).payouts.settle_after == 30
+
+
 def test_missing_pool_address_names_it(write_config: WriteConfig) -> None:
     message = config_error(write_config('[pool]\nnetwork = "regtest"\n'))
     assert "pool.address: Field required" in message, message

@@ -532,6 +532,26 @@ def test_share_for_previous_block_is_stale(kit: Kit) -> None:
     assert out.bad is False  # stale shares are a normal cost of a new block
 
 
+def test_a_job_replaced_by_another_block_stays_stale_if_the_chain_comes_back(kit: Kit) -> None:
+    """A reorg back to the earlier tip (invalidateblock on the new one) must not revive
+    the old jobs: their duplicate sets were dropped, so a share could count twice."""
+    ctx = kit.ctx()
+    s, _ = kit.session(ctx)
+    old_job = ctx.jobs.current
+    assert old_job is not None
+    out, _, _ = submit_valid(kit, s, old_job)
+    assert out.share is not None and out.share.accepted
+    other = ctx.jobs.new_template(kit.template(prev=kit.PREV_B, height=501), kit.NOW + 1)
+    s.on_job(other, kit.NOW + 1)
+    back = ctx.jobs.new_template(kit.template(prev=kit.PREV_A, height=500), kit.NOW + 2)
+    assert back.clean and back.prev_hash == old_job.prev_hash
+    s.on_job(back, kit.NOW + 2)
+    again, _, _ = submit_valid(kit, s, old_job)
+    assert_error(again, kit, ErrorCode.JOB_NOT_FOUND, "stale")
+    fresh, _, _ = submit_valid(kit, s, back)
+    assert fresh.share is not None and fresh.share.accepted
+
+
 def test_share_for_unknown_job(kit: Kit) -> None:
     s, _ = kit.session(kit.ctx())
     line = kit.submit_line(3, "alice.rig1", "ffff", kit.extranonce2(), kit.CURTIME, 1)

@@ -71,6 +71,7 @@ class ResponseCache:
         policy: Policy,
         ttl: float = 1.0,
         max_entries: int = 4096,
+        max_bytes: int = 64 << 20,
         clock: Callable[[], float] = time.monotonic,
         stale: float | None = None,
     ) -> None:
@@ -80,6 +81,10 @@ class ResponseCache:
         self.stale = ttl if stale is None else stale
         self._tasks: set[asyncio.Task[None]] = set()
         self.max_entries = max_entries
+        # Bodies can be large (worker/list of 1,000 workers is ~300 KB) and a caller can
+        # vary its requests: memory is bounded in bytes, not only in entries.
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self.clock = clock
         self.generation = 0  # bumped by every successful write
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -91,6 +96,7 @@ class ResponseCache:
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
+        self._bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,14 +166,23 @@ class ResponseCache:
             if captured.get("status") == 200:
                 entry = _Entry(self.clock(), 200, captured["headers"], captured["body"])
                 if generation == self.generation:  # no write landed while computing
-                    self._entries[key] = entry
-                    self._entries.move_to_end(key)
-                    while len(self._entries) > self.max_entries:
-                        self._entries.popitem(last=False)
+                    self._keep(key, entry)
         finally:
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
             fut.set_result(entry)
+
+    def _keep(self, key: bytes, entry: _Entry) -> None:
+        if len(entry.body) > self.max_bytes // 4:
+            return  # one answer must not push out most of the others
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        self._entries[key] = entry
+        self._bytes += len(entry.body)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped.body)
 
     def _refresh(self, key: bytes, scope: Scope, body: bytes) -> None:
         """Recompute an expired entry in the background (at most one per key)."""

@@ -11,6 +11,7 @@ store at least every RECHECK_SECONDS (see `Rechecked`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -50,6 +51,8 @@ F2POOL_READS = frozenset(
     )
 )
 _PAGE = re.compile(re.escape(PAGES_PREFIX) + r"[^/]+/([^/]+)(/[^/]*)?$")
+
+log = logging.getLogger(__name__)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -164,6 +167,16 @@ class CachePolicy:
         return method == "POST" and under(path, "/v2") and path not in F2POOL_READS
 
     async def identity(self, scope: Scope) -> str | None:
+        """Who is asking, for the cache key; None: not cached. A store error here must
+        not escape the cache (outside every dialect's handlers): the request then goes
+        through uncached and the endpoint answers it in its own error shape."""
+        try:
+            return await self._identity(scope)
+        except Exception:
+            log.exception("cache: could not identify a caller; answering uncached")
+            return None
+
+    async def _identity(self, scope: Scope) -> str | None:
         path = scope["path"]
         dialect = dialect_of(path)
         if dialect == "siamining" or (dialect == "bitminter" and under(path, "/api/pool")):
@@ -173,6 +186,10 @@ class CachePolicy:
             return await self._keys.get(secret) if secret else None
         if dialect == "bitminter":
             query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("key")
+            if query and len(query) > 1:
+                # Which of several keys the endpoint reads is the framework's choice:
+                # never risk caching one key's answer under another's identity.
+                return None
             try:
                 secret = secret_of(_header(scope, b"authorization"), query[0] if query else None)
             except BitminterError:

@@ -133,7 +133,8 @@ def reap_orphans(parent: Path | None = None) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(node, signal.SIGKILL)
             reaped += 1
-        shutil.rmtree(datadir, ignore_errors=True)
+        if not _alive(node):  # a node we could not identify is left alone, datadir too
+            shutil.rmtree(datadir, ignore_errors=True)
     return reaped
 
 

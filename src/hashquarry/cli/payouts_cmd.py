@@ -16,7 +16,20 @@ payout_app = typer.Typer(help="Payouts through the node's wallet.", no_args_is_h
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML file")]
 
 
-async def _with_engine(config: Path | None, action: str, accounts: list[str]) -> object:
+SettleOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--settle-after",
+        min=0,
+        help="judge unanswered sendmany calls older than this many seconds now (e.g. 0 "
+        "when the payer that sent them is known to be dead); default: [payouts] settle_after",
+    ),
+]
+
+
+async def _with_engine(
+    config: Path | None, action: str, accounts: list[str], settle_after: float | None = None
+) -> object:
     from hashquarry.chain.rpc import NodeRpc
     from hashquarry.cli.main import load_or_exit, store_url
     from hashquarry.payouts.service import build_engine
@@ -28,6 +41,10 @@ async def _with_engine(config: Path | None, action: str, accounts: list[str]) ->
     rpc = NodeRpc(node.url, node.user, node.password, timeout=node.rpc_timeout)
     try:
         engine = build_engine(settings, store, rpc)
+        if settle_after is not None:
+            # An operator's explicit call for this one run, so not held to the
+            # configuration's lower bound.
+            engine.settle_after = settle_after
         if action == "run":
             reconciled = await engine.reconcile()
             result = await engine.run_once()
@@ -48,19 +65,19 @@ async def _with_engine(config: Path | None, action: str, accounts: list[str]) ->
 
 
 @payout_app.command("run")
-def run(config: ConfigOpt = None) -> None:
+def run(config: ConfigOpt = None, settle_after: SettleOpt = None) -> None:
     """Reconcile intents left by a crash, pay every due balance, follow confirmations."""
-    out = asyncio.run(_with_engine(config, "run", []))
+    out = asyncio.run(_with_engine(config, "run", [], settle_after))
     typer.echo(orjson.dumps(out).decode())
 
 
 @payout_app.command("withdraw")
-def withdraw(accounts: list[str], config: ConfigOpt = None) -> None:
+def withdraw(accounts: list[str], config: ConfigOpt = None, settle_after: SettleOpt = None) -> None:
     """Pay these accounts their whole balance now (f2pool balance/withdraw)."""
     from hashquarry.payouts.engine import PayoutError
 
     try:
-        out = asyncio.run(_with_engine(config, "withdraw", accounts))
+        out = asyncio.run(_with_engine(config, "withdraw", accounts, settle_after))
     except PayoutError as exc:
         typer.echo(f"hashquarry payout withdraw: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -68,9 +85,10 @@ def withdraw(accounts: list[str], config: ConfigOpt = None) -> None:
 
 
 @payout_app.command("reconcile")
-def reconcile(config: ConfigOpt = None) -> None:
+def reconcile(config: ConfigOpt = None, settle_after: SettleOpt = None) -> None:
     """Only settle payout intents left by a crash."""
-    typer.echo(orjson.dumps(asyncio.run(_with_engine(config, "reconcile", []))).decode())
+    out = asyncio.run(_with_engine(config, "reconcile", [], settle_after))
+    typer.echo(orjson.dumps(out).decode())
 
 
 StatusOpt = Annotated[

@@ -305,7 +305,14 @@ class PayoutEngine:
         except NodeError as exc:
             # Paid, but the fee could not be read: the comment finds it again later.
             log.error("payout %s: paid in %s, recorded later (%s)", payout_id, txid, exc)
-            return PayoutResult(payout_id, "sending", txid, total, {}, str(exc))
+            return PayoutResult(
+                payout_id,
+                "sending",
+                txid,
+                total,
+                {},
+                "paid; the record is completed by the next reconcile",
+            )
         await self._fault("after_record")
         items = {a: amt for a, (_, amt) in due.items()}
         return PayoutResult(payout_id, "sent", txid, total, items)
@@ -313,7 +320,9 @@ class PayoutEngine:
     async def _after_send_error(
         self, payout_id: str, total: int, exc: NodeError, now: float
     ) -> PayoutResult:
-        reason = exc.message if isinstance(exc, RpcError) else str(exc)
+        # What callers (API clients too) are told: the wallet's own reason, never the
+        # node's address or credentials, which are in the log.
+        reason = exc.message if isinstance(exc, RpcError) else "the coin node did not answer"
         if refused_before_creating(exc):
             await self._fail(payout_id, f"wallet refused: {exc}", now)
             return PayoutResult(payout_id, "failed", None, total, {}, reason)

@@ -70,7 +70,13 @@ class StoreLock:
         if self.engine.dialect.name != "sqlite":
             return None
         database = self.engine.url.database
-        if not database or database == ":memory:" or database.startswith("file:"):
+        if database and database.startswith("file:"):
+            # A URI filename (file:/path/db?mode=...): the lock goes next to the file, or
+            # another process paying from the same store would not see it.
+            database = database[len("file:") :].split("?", 1)[0]
+            if self.engine.url.query.get("mode") == "memory":
+                return None
+        if not database or database == ":memory:":
             return None
         return f"{database}.{self.name}.lock"
 
@@ -99,14 +105,20 @@ class StoreLock:
         key = advisory_key(self.name)
         deadline = asyncio.get_running_loop().time() + self.timeout
         async with self.engine.connect() as conn:
-            while True:
-                got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
-                # End the implicit transaction: the lock is the session's, and an idle
-                # open transaction would pin a snapshot for the whole payout.
-                await conn.commit()
-                if got:
-                    break
-                await self._wait(deadline)
+            try:
+                while True:
+                    got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                    # End the implicit transaction: the lock is the session's, and an idle
+                    # open transaction would pin a snapshot for the whole payout.
+                    await conn.commit()
+                    if got:
+                        break
+                    await self._wait(deadline)
+            except BaseException:
+                # Cancelled or failed between taking the lock and using it: the session
+                # (maybe holding it) must not go back to the pool.
+                await conn.invalidate()
+                raise
             try:
                 yield
             finally:

@@ -34,6 +34,9 @@ class Job:
     network_difficulty: float
     # Keys of shares already submitted for this job, for duplicate detection.
     seen: set[bytes] = field(default_factory=set)
+    # Replaced by a job on another block: its shares are stale from then on, even if the
+    # chain comes back to its previous block (its duplicate set is gone).
+    retired: bool = False
     # Read for every share: plain attributes, not properties over the template.
     height: int = field(init=False)
     prev_hash: bytes = field(init=False)
@@ -98,6 +101,7 @@ class JobManager:
             # so their duplicate sets are dead weight (millions of keys at high rates).
             for old in self._jobs.values():
                 if old.prev_hash != template.prev_hash:
+                    old.retired = True
                     old.seen.clear()
         self._jobs[job_id] = job
         # Jobs from earlier blocks stay a little longer so a late share is named stale,
@@ -129,4 +133,6 @@ class JobManager:
         return self._jobs.get(job_id)
 
     def is_current_block(self, job: Job) -> bool:
-        return self.current is not None and job.prev_hash == self.current.prev_hash
+        return (
+            not job.retired and self.current is not None and job.prev_hash == self.current.prev_hash
+        )
