@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
@@ -24,6 +25,7 @@ from hashquarry.api.context import ApiContext
 from hashquarry.chain.regtest import RegtestNode
 from hashquarry.miner.runner import MinerOptions, run_miner
 from hashquarry.pool import Pool
+from hashquarry.shares.events import ShareEvent
 from tests.e2e.conftest import pool_settings, start_pool, stop_pool
 from tests.e2e.helpers import wait_for
 
@@ -34,10 +36,22 @@ ALL_SCOPES = (
 # The address-mode miner runs several workers, so its address (one group the hashrate
 # tests compare) gathers shares as fast as the registered users' four workers (the other).
 ADDRESS_WORKERS = ("cpu", "cpu2", "cpu3", "cpu4")
-# Shares each compared group must have: a hashrate estimated from N shares is off by
-# about 1/sqrt(N), so with 256 a flat 25% tolerance is four standard deviations. A few
-# more are awaited, since shares in flight at the stop may never reach the miner's count.
+# Shares each compared group must have: a hashrate estimated from N shares of equal
+# difficulty is off by about 1/sqrt(N), so with 256 a flat 25% tolerance is four standard
+# deviations. Counted as effective shares (see `world`), and a few more are awaited,
+# since shares in flight at the stop may never reach the miner's count.
 MIN_SHARES = 256
+# The world's setup runs a pool for minutes (~220 s here, more on a busy CI
+# machine): the first test that asks for it gets this budget instead of pytest's
+# per-test default. Each wait below has its own, shorter bound.
+WORLD_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and "world" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(WORLD_TIMEOUT))
 
 
 @dataclass
@@ -92,27 +106,44 @@ async def world() -> AsyncIterator[World]:
         url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
         miners = [f"{u}.rig1" for u in users] + ["alice.rig2"]
         miners += [f"{address_miner}.{w}" for w in ADDRESS_WORKERS]
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_miner(MinerOptions(url=url, users=miners), stop=stop))
+        # Every accepted share's difficulty, per compared group: vardiff varies it, and
+        # what bounds a hashrate estimate's spread is the effective number of shares,
+        # (sum d)^2 / sum d^2, which equals the count only when all difficulties agree.
+        feed: asyncio.Queue[ShareEvent] = asyncio.Queue()
+        pool.share_listeners.append(feed)
+        sums = {"users": [0.0, 0.0], "address": [0.0, 0.0]}
+        seen: set[str] = set()
 
-        def accepted(accounts: set[str]) -> int:
-            per_worker = pool.stats.per_worker.items()
-            return sum(acc for n, (acc, _) in per_worker if n.split(".")[0] in accounts)
+        def drain() -> None:
+            while not feed.empty():
+                ev = feed.get_nowait()
+                if not ev.accepted:
+                    continue
+                seen.add(ev.account)
+                group = sums["address" if ev.account == address_miner else "users"]
+                group[0] += ev.difficulty
+                group[1] += ev.difficulty * ev.difficulty
+
+        def effective_shares() -> float:
+            drain()
+            return min(s * s / q if q else 0.0 for s, q in sums.values())
 
         def done() -> bool:
-            have = {n.split(".")[0] for n, (acc, _) in pool.stats.per_worker.items() if acc}
-            return pool.stats.blocks_accepted >= 8 and {*users, address_miner} <= have
+            drain()
+            return pool.stats.blocks_accepted >= 8 and {*users, address_miner} <= seen
 
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_miner(MinerOptions(url=url, users=miners), stop=stop))
         await wait_for(done, 300, "blocks with shares from every miner")
         # Keep mining until each group the hashrate tests compare has its shares.
-        enough = MIN_SHARES + 16
         await wait_for(
-            lambda: accepted(set(users)) >= enough and accepted({address_miner}) >= enough,
-            240,
-            f"{MIN_SHARES} shares for the registered users and for the address",
+            lambda: effective_shares() >= MIN_SHARES + 16,
+            600,
+            f"{MIN_SHARES} effective shares for the registered users and for the address",
         )
         stop.set()
         report = await asyncio.wait_for(task, 30)
+        pool.share_listeners.remove(feed)
         assert pool.accounting is not None
         # Every share and block credit in the store before any test reads it: the writer
         # may lag the run (each block found is credited over the whole PPLNS window).
