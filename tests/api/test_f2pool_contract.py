@@ -303,7 +303,7 @@ async def test_revenue_distribution(world: World, client: httpx.AsyncClient) -> 
 async def test_blocks(world: World, client: httpx.AsyncClient) -> None:
     page = await ok(client, "/v2/blocks/paging", {"page": 1, "pagesize": 5, **BTC}, acme(world))
     assert len(page["blocklist"]) == min(5, page["sum"]) and page["sum"] >= 8
-    assert set(page["lucky"]) <= {"24h", "3d", "7d", "30d"}
+    assert set(page["lucky"]) <= {"24h", "3d", "7d", "30d", "90d"}
     span = {"start_time": 0, "end_time": int(time.time()) + 10, **BTC}
     ranged = await ok(client, "/v2/blocks/date_range", span, acme(world))
     assert ranged["sum"] == page["sum"] == len(ranged["blocklist"])

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from hashquarry.accounting import stats
 from hashquarry.accounts.keys import Scope
 from hashquarry.api.context import ApiContext
 from hashquarry.api.f2pool import models as f
@@ -23,7 +24,6 @@ from hashquarry.api.f2pool.errors import invalid
 DEFAULT_PAGESIZE = 20
 MAX_PAGESIZE = 100
 MAX_RANGE_PAGESIZE = 1000  # blocks/date_range: one answer stays small, however wide the range
-LUCK_PERIODS = {"24h": 86400.0, "3d": 3 * 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 
 
 def block_out(row: Any, total: int | None = None) -> f.Block:
@@ -68,13 +68,13 @@ def register(r: APIRouter, ctx: ApiContext) -> None:
     revenue = Depends(requires(ctx, Scope.READ_REVENUE))
 
     async def lucky(conn: Any) -> dict[str, float]:
-        return await queries.luck(conn, ctx.coin, ctx.clock(), LUCK_PERIODS)
+        return await stats.luck(conn, ctx.coin, ctx.clock())
 
     @r.post(
         "/blocks/paging",
         summary="Blocks list",
         description="page from 1, pagesize 1-100 (0 or absent: page 1, 20 blocks); sum is "
-        "the number of the pool's blocks. lucky maps 24h/3d/7d/30d to expected work / "
+        "the number of the pool's blocks. lucky maps 24h/3d/7d/30d/90d to expected work / "
         "work done (above 1 is lucky).",
     )
     async def paging(body: f.BlocksPagingReq, caller: Caller = anyone) -> f.BlocksResp:

@@ -429,7 +429,7 @@ class BlocksDateRangeReq(Request):
 
 class BlocksResp(Response):
     lucky: dict[str, float] = Field(
-        description="period (24h, 3d, 7d, 30d) -> expected work / work done; above 1 is lucky"
+        description="period (24h, 3d, 7d, 30d, 90d) -> expected work / work done; above 1 is lucky"
     )
     blocklist: list[Block]
     sum: int

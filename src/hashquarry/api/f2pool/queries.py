@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,35 +277,6 @@ async def blocks_between(
         )
     )
     return list(rows.all()), int(total or 0)
-
-
-async def luck(
-    conn: AsyncConnection, coin: str, now: float, periods: Mapping[str, float]
-) -> dict[str, float]:
-    """period -> expected work of the pool's blocks found in it / work those rounds took
-    (plus the round in progress); above 1 is lucky. Periods without work are left out.
-
-    From the blocks table alone (each block records its network difficulty and the work
-    of the round it ended), so it costs one small query, not a scan of share minutes."""
-    b, r = m.blocks.c, m.rounds.c
-    columns = []
-    for seconds in periods.values():
-        recent = b.found_at >= now - seconds
-        columns.append(func.sum(case((and_(recent, b.status.in_(LISTED)), b.difficulty), else_=0)))
-        columns.append(func.sum(case((recent, b.round_diff), else_=0)))
-    row = (await conn.execute(select(*columns).where(b.coin == coin))).one()
-    open_round = await conn.scalar(
-        select(func.coalesce(func.sum(r.accepted_diff), 0.0)).where(
-            r.coin == coin, r.ended_at.is_(None)
-        )
-    )
-    out = {}
-    for i, key in enumerate(periods):
-        expected, work = float(row[2 * i] or 0.0), float(row[2 * i + 1] or 0.0)
-        work += float(open_round or 0.0)
-        if work > 0:
-            out[key] = expected / work
-    return out
 
 
 async def user_block_credits(
