@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 HASHRATE_WINDOW = 120.0
 
 
+# The submit result recorded for a candidate held back because the node had already
+# taken another of the pool's blocks at its height (the tracker then calls it stale).
+SIBLING_NOT_SENT = "not sent: the node took another of the pool's blocks at this height"
+
+
 @dataclass
 class FoundBlock:
     height: int
@@ -147,9 +152,24 @@ class Pool:
                 )
         net = network(settings.pool.network)
         node = settings.node
-        self.rpc = NodeRpc(
-            node.url, node.user, node.password, timeout=node.rpc_timeout, retries=node.rpc_retries
-        )
+
+        def rpc_client() -> NodeRpc:
+            return NodeRpc(
+                node.url,
+                node.user,
+                node.password,
+                timeout=node.rpc_timeout,
+                retries=node.rpc_retries,
+            )
+
+        # Connections of their own for what miners wait on: a new block's template and a
+        # block's submission must never queue behind the tracker's or the payouts' calls
+        # (a burst of block candidates, each followed up on the node, once held the next
+        # template back for seconds, and every share found meanwhile was another stale
+        # candidate).
+        self.rpc = rpc_client()  # tracker, payouts, verification of lost answers
+        self.feed_rpc = rpc_client()
+        self.submit_rpc = rpc_client()
         self.jobs = JobManager(
             address_to_script(settings.pool.address, net),
             tag=settings.pool.tag.encode(),
@@ -196,7 +216,7 @@ class Pool:
             self.feed = StaticTemplateFeed(str(node.static_template), self._on_template)
         else:
             self.feed = TemplateFeed(
-                self.rpc,
+                self.feed_rpc,
                 self._on_template,
                 zmq_endpoint=node.zmq_hashblock,
                 poll_interval=node.poll_interval,
@@ -218,6 +238,10 @@ class Pool:
         self.ports: list[int] = []
         self.share_listeners: list[asyncio.Queue[ShareEvent]] = []
         self._block_tasks: set[asyncio.Task[None]] = set()
+        # Candidates at one height are submitted one at a time; once the node has taken
+        # one of ours there, the others are not sent (see _submit).
+        self._height_locks: dict[int, asyncio.Lock] = {}
+        self._won_heights: set[int] = set()
         self._payout_task: asyncio.Task[None] | None = None
         self._accounts_task: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
@@ -269,7 +293,8 @@ class Pool:
             await asyncio.wait(self._block_tasks, timeout=10)
         if self.accounting is not None:
             await self.accounting.stop()
-        await self.rpc.close()
+        for rpc in (self.rpc, self.feed_rpc, self.submit_rpc):
+            await rpc.close()
 
     async def _publish_metrics(self) -> None:
         try:
@@ -328,9 +353,9 @@ class Pool:
         confirmations = int(header.get("confirmations", -1)) if isinstance(header, dict) else -1
         return "accepted" if confirmations >= 0 else "inconclusive"
 
-    async def _submit(self, found: FoundBlock, block_hex: str, arrived: float) -> None:
+    async def _send(self, found: FoundBlock, block_hex: str, arrived: float) -> None:
         try:
-            answer = await self.rpc.call("submitblock", block_hex, retries=5)
+            answer = await self.submit_rpc.call("submitblock", block_hex, retries=5)
             found.result = "accepted" if answer is None else str(answer)
         except NodeError as exc:
             found.result = f"error: {exc}"
@@ -341,7 +366,27 @@ class Pool:
             found.result = await self._verify_submitted(found.hash) or found.result
         metrics.BLOCK_SUBMIT_SECONDS.observe(found.submit_seconds)
         metrics.BLOCKS_SUBMITTED.labels("accepted" if found.accepted else "rejected").inc()
-        if found.accepted:
+
+    async def _submit(self, found: FoundBlock, block_hex: str, arrived: float) -> None:
+        # Two of our blocks at one height: the node keeps the first it saw, so once it
+        # has taken one, sending a sibling only costs the node a validation (on regtest,
+        # where every share is a block, hundreds of them queued the node up for minutes).
+        # A sibling waits for the answer on the one before it and is sent only if that
+        # one was not taken.
+        height = found.height
+        for old in [h for h in self._height_locks if h < height - 16]:
+            del self._height_locks[old]
+            self._won_heights.discard(old)
+        async with self._height_locks.setdefault(height, asyncio.Lock()):
+            if height in self._won_heights:
+                found.result = SIBLING_NOT_SENT
+            else:
+                await self._send(found, block_hex, arrived)
+                if found.accepted:
+                    self._won_heights.add(height)
+        if found.result == SIBLING_NOT_SENT:
+            log.info("block %s at height %d %s", found.hash, height, found.result)
+        elif found.accepted:
             log.info("block %s at height %d accepted by the node", found.hash, found.height)
         elif found.result in ("inconclusive", "duplicate-inconclusive"):
             # Valid, but another block at this height got there first.
@@ -352,7 +397,8 @@ class Pool:
             log.warning(
                 "block %s at height %d not accepted: %s", found.hash, found.height, found.result
             )
-        self.feed.poke("block found")
+        if found.result != SIBLING_NOT_SENT:
+            self.feed.poke("block found")
         if self.accounting is not None:
             try:
                 await self.accounting.block_submitted(found.hash, found.result or "")

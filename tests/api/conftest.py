@@ -9,11 +9,14 @@ ASGI (and over real HTTP where a test needs it).
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -28,6 +31,9 @@ from hashquarry.pool import Pool
 from hashquarry.shares.events import ShareEvent
 from tests.e2e.conftest import pool_settings, start_pool, stop_pool
 from tests.e2e.helpers import wait_for
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ALL_SCOPES = (
     "read_hashrate,read_revenue,read_payments,manage_accounts,manage_payouts,"
@@ -67,6 +73,17 @@ class World:
     miner_report: dict[str, Any]
     payout: Any
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def step(aw: Awaitable[T], what: str, seconds: float = 120.0) -> T:
+    """One setup step, bounded: a hang names itself instead of eating the budget."""
+    started = time.monotonic()
+    try:
+        return await asyncio.wait_for(aw, seconds)
+    except TimeoutError:
+        raise AssertionError(f"world setup: {what} did not finish in {seconds:.0f} s") from None
+    finally:
+        log.info("world setup: %s took %.1f s", what, time.monotonic() - started)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -147,13 +164,13 @@ async def world() -> AsyncIterator[World]:
         assert pool.accounting is not None
         # Every share and block credit in the store before any test reads it: the writer
         # may lag the run (each block found is credited over the whole PPLNS window).
-        await pool.accounting.flush()
-        await asyncio.to_thread(node.mine, 3)
+        await step(pool.accounting.flush(), "the accounting flush")
+        await step(asyncio.to_thread(node.mine, 3), "mining 3 blocks")
         assert pool.payouts is not None
-        await pool.accounting.track_once()
-        payout = await pool.payouts.run_once()
-        await asyncio.to_thread(node.mine, 1)
-        await pool.payouts.track()
+        await step(pool.accounting.track_once(), "the block tracker")
+        payout = await step(pool.payouts.run_once(), "the payout")
+        await step(asyncio.to_thread(node.mine, 1), "mining a block")
+        await step(pool.payouts.track(), "following the payout")
         ctx = ApiContext.for_pool(pool)
         # No response cache here: tests change state and read it back at once.
         app = create_app(ctx, rate=1000, burst=1000, cache_ttl=0)
@@ -161,6 +178,7 @@ async def world() -> AsyncIterator[World]:
     finally:
         await stop_pool(pool)
         node.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +19,15 @@ from hashquarry.store.engine import default_url, make_engine
 from hashquarry.store.migrate import upgrade_async
 
 pytestmark = pytest.mark.e2e
+
+
+@functools.cache
+def _scratch() -> Path:
+    """One directory for every pool data dir a test run makes, removed when it ends
+    (a test may stop and restart a pool on its data dir, so not at stop_pool)."""
+    base = Path(tempfile.mkdtemp(prefix="hashquarry-test-"))
+    atexit.register(shutil.rmtree, base, True)
+    return base
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +68,7 @@ def pool_settings(
         },
         pool={"address": address, "network": node.network},
         stratum=st,
-        data_dir=data_dir or Path(tempfile.mkdtemp(prefix="hashquarry-test-")),
+        data_dir=data_dir or Path(tempfile.mkdtemp(dir=_scratch())),
         accounting=accounting or {},
         accounts=accounts_cfg or {},
     )

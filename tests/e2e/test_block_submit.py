@@ -9,7 +9,7 @@ import pytest
 
 from hashquarry.chain.regtest import RegtestNode
 from hashquarry.miner.runner import MinerOptions, run_miner
-from hashquarry.pool import Pool
+from hashquarry.pool import SIBLING_NOT_SENT, FoundBlock, Pool
 
 from .conftest import pool_settings
 from .helpers import wait_for
@@ -54,3 +54,54 @@ async def test_a_lost_submit_answer_is_settled_by_the_chain(regtest: RegtestNode
     assert first.result == "accepted", first
     header = regtest.call("getblockheader", first.hash)
     assert header["confirmations"] >= 1
+
+
+async def test_siblings_of_a_block_the_node_took_are_not_sent(regtest: RegtestNode) -> None:
+    """While the first candidate at a height is with the node, the miner finds more at
+    that height; once the node has taken the first, the others are recorded and never
+    sent (the node would keep the first it saw anyway)."""
+    sent: list[str] = []
+    release = asyncio.Event()
+
+    async def rule(method: str) -> str:
+        if method == "submitblock":
+            sent.append(method)
+            if len(sent) == 1:  # hold the first until siblings have queued behind it
+                await asyncio.wait_for(release.wait(), 60)
+        return "forward"
+
+    def at_first_height() -> list[FoundBlock]:
+        blocks = pool.stats.blocks
+        return [b for b in blocks if b.height == blocks[0].height] if blocks else []
+
+    async with RpcProxy(regtest) as proxy:
+        settings = pool_settings(regtest)
+        settings.node.url = proxy.url
+        proxy.rule = rule
+        pool = Pool(settings)
+        await pool.start()
+        stop = asyncio.Event()
+        url = f"stratum+tcp://127.0.0.1:{pool.ports[0]}"
+        miner = asyncio.create_task(
+            run_miner(MinerOptions(url=url, users=["alice.rig"]), stop=stop)
+        )
+        try:
+            await wait_for(lambda: len(at_first_height()) >= 3, 120, "3 candidates at a height")
+            release.set()
+            await wait_for(
+                lambda: all(b.result is not None for b in at_first_height()[:3]),
+                60,
+                "the answers for them",
+            )
+        finally:
+            release.set()
+            stop.set()
+            await asyncio.wait_for(miner, 30)
+            await pool.stop()
+    first, *siblings = at_first_height()[:3]
+    assert first.result == "accepted", first
+    assert regtest.call("getblockheader", first.hash)["confirmations"] >= 1
+    for b in siblings:
+        assert b.result == SIBLING_NOT_SENT, b
+        with pytest.raises(Exception, match=r"not found|-5"):
+            regtest.call("getblockheader", b.hash)  # the node never saw it

@@ -532,6 +532,41 @@ def test_share_for_previous_block_is_stale(kit: Kit) -> None:
     assert out.bad is False  # stale shares are a normal cost of a new block
 
 
+def test_stale_shares_count_toward_vardiff(kit: Kit) -> None:
+    """Shares on a replaced block's job prove hashrate: a miner whose shares all went
+    stale (blocks faster than it switches jobs) gets a higher difficulty, not a lower
+    one that would make it submit even more stale shares."""
+    rules = VardiffRules(min_difficulty=1e-9)
+    target = difficulty_to_target(1e-8)
+
+    def stale_flood(s: Session, ctx: PoolContext, old_job: Job, count: int) -> bytes:
+        for i in range(count):
+            out, _, _ = submit_valid(
+                kit, s, old_job, en2=i, msg_id=100 + i, target=target, now=kit.NOW + 0.1 * (i + 1)
+            )
+            assert out.share is not None and out.share.result is ShareResult.STALE, out.out
+        return idle_job(kit, ctx, s, 5.0, seed=77)
+
+    def replaced(ctx: PoolContext, s: Session) -> Job:
+        old_job = ctx.jobs.current
+        assert old_job is not None
+        new_job = ctx.jobs.new_template(kit.template(prev=kit.PREV_B, height=501), kit.NOW)
+        s.on_job(new_job, kit.NOW)
+        return old_job
+
+    ctx = kit.ctx(rules=rules)
+    free, _ = kit.session(ctx, start_difficulty=1e-8)
+    msgs = kit.messages(stale_flood(free, ctx, replaced(ctx, free), 40))
+    assert msgs[0]["method"] == "mining.set_difficulty"
+    assert msgs[0]["params"][0] > 1e-8
+
+    # A fixed difficulty stays fixed, stale flood or not.
+    ctx2 = kit.ctx(rules=rules)
+    fixed, _ = kit.session(ctx2, password="d=1e-8")
+    assert methods(stale_flood(fixed, ctx2, replaced(ctx2, fixed), 40), kit) == ["mining.notify"]
+    assert fixed.difficulty == 1e-8
+
+
 def test_a_job_replaced_by_another_block_stays_stale_if_the_chain_comes_back(kit: Kit) -> None:
     """A reorg back to the earlier tip (invalidateblock on the new one) must not revive
     the old jobs: their duplicate sets were dropped, so a share could count twice."""

@@ -288,6 +288,14 @@ class Session:
             return out
         # Stale shares are a normal cost of new blocks; the rest say something is wrong.
         bad = verdict.result is not ShareResult.STALE
+        if not bad and job is not None and self.fixed_difficulty is None:
+            # Work on a replaced block's job still shows the miner's hashrate. Left out,
+            # fast blocks (most shares stale) would make vardiff lower the difficulty and
+            # so make even more of them stale. Counting an unchecked claim is safe: more
+            # shares only ever raise the sender's own difficulty.
+            new = self.vardiff.on_share(now, job.network_difficulty)
+            if new is not None:
+                self._want_difficulty(max(new, self.min_difficulty), now)
         return Outcome(
             [_error(msg_id, verdict.code or ErrorCode.OTHER, verdict.reason)], share=event, bad=bad
         )
