@@ -9,6 +9,7 @@ ASGI (and over real HTTP where a test needs it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -25,7 +26,7 @@ from fastapi import FastAPI
 
 from hashquarry.api.app import create_app
 from hashquarry.api.context import ApiContext
-from hashquarry.chain.regtest import RegtestNode
+from hashquarry.chain.regtest import RegtestNode, free_port
 from hashquarry.miner.runner import MinerOptions, run_miner
 from hashquarry.pool import Pool
 from hashquarry.shares.events import ShareEvent
@@ -186,3 +187,28 @@ async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=world.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pool.test") as c:
         yield c
+
+
+@contextlib.asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """`app` over real HTTP on a free loopback port, in this event loop (so it reads the
+    world's store as the in-process client does); yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", loop="none",
+                       log_level="warning", access_log=False)
+    )  # fmt: skip
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        assert server.started, "the API server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -24,7 +24,7 @@ from hashquarry.accounting.ledger import balances
 from hashquarry.api import bitminter
 from hashquarry.store import models as m
 
-from .conftest import ADDRESS_WORKERS, MIN_SHARES, World
+from .conftest import ADDRESS_WORKERS, MIN_SHARES, World, served
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -626,10 +626,6 @@ async def test_fuzzed_requests_get_documented_answers(
 ) -> None:
     import asyncio
 
-    import uvicorn
-
-    from hashquarry.chain.regtest import free_port
-
     spec = await get_ok(client, "/openapi.json")
     spec["paths"] = {
         p: v for p, v in spec["paths"].items() if p.startswith(("/api/pool/", "/api/users"))
@@ -637,23 +633,6 @@ async def test_fuzzed_requests_get_documented_answers(
     assert len(spec["paths"]) == 10
     app = FastAPI()
     app.include_router(bitminter.router(world.ctx))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", loop="none",
-                       log_level="warning", access_log=False)
-    )  # fmt: skip
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        assert server.started
-        failures = await asyncio.to_thread(
-            fuzz, spec, f"http://127.0.0.1:{port}", world.keys["acme"]
-        )
-    finally:
-        server.should_exit = True
-        await task
+    async with served(app) as url:
+        failures = await asyncio.to_thread(fuzz, spec, url, world.keys["acme"])
     assert not failures, "\n\n".join(failures)

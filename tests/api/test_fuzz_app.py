@@ -17,14 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from hashquarry.api.app import create_app
 from hashquarry.api.cache_policy import CachePolicy
 from hashquarry.api.dialects import dialect_of
-from hashquarry.chain.regtest import free_port
 
-from .conftest import World
+from .conftest import World, served
 from .test_f2pool_input import snapshot
 from .test_f2pool_spec import ensure_user
 
@@ -101,30 +99,13 @@ async def test_the_whole_app_never_fails_and_refused_writes_change_nothing(
     app = create_app(world.ctx, rate=1e6, burst=1e6)  # the cache on, as served
     spec = app.openapi()
     assert len(spec["paths"]) >= 52
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", loop="none",
-                       log_level="warning", access_log=False)
-    )  # fmt: skip
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
     loop = asyncio.get_running_loop()
 
     def state() -> Any:
         return asyncio.run_coroutine_threadsafe(snapshot(world), loop).result(timeout=60)
 
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        assert server.started
+    async with served(app) as url:
         headers = {"F2P-API-SECRET": secret, "Authorization": f"key={secret}"}
-        failures, sent = await asyncio.to_thread(
-            fuzz, spec, f"http://127.0.0.1:{port}", headers, state
-        )
-    finally:
-        server.should_exit = True
-        await task
+        failures, sent = await asyncio.to_thread(fuzz, spec, url, headers, state)
     assert not failures, "\n\n".join(failures)
     assert sent >= 52 * EXAMPLES

@@ -27,7 +27,7 @@ from hashquarry.chain.rpc import NodeRpc
 from hashquarry.payouts.tables import payouts
 from hashquarry.store import models as m
 
-from .conftest import World
+from .conftest import World, served
 from .test_siamining import ADDRESS_ENDPOINTS, SAMPLES, asgi_client, conforms, dialect_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -366,31 +366,12 @@ async def test_schemathesis_finds_only_documented_answers(
     world: World, client: httpx.AsyncClient, prices: PriceServer
 ) -> None:
     """With every source up (the market's 503 without one is by design, tested above)."""
-    import uvicorn
-
-    from hashquarry.chain.regtest import free_port
-
     spec = (await client.get("/openapi.json")).json()
     spec["paths"] = {p: v for p, v in spec["paths"].items() if p.startswith("/api/v1/")}
     assert len(spec["paths"]) == 7
     ctx = with_settings(world.ctx, price_url=prices.url("/siamining"))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(dialect_app(ctx), host="127.0.0.1", port=port, lifespan="off",
-                       loop="none", log_level="warning", access_log=False)
-    )  # fmt: skip
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        assert server.started
+    async with served(dialect_app(ctx)) as url:
         before = await _counts(world)
-        failures = await asyncio.to_thread(fuzz, spec, f"http://127.0.0.1:{port}")
+        failures = await asyncio.to_thread(fuzz, spec, url)
         assert await _counts(world) == before
-    finally:
-        server.should_exit = True
-        await task
     assert not failures, "\n\n".join(failures)
