@@ -281,24 +281,26 @@ class Session:
             out = Outcome([_reply(msg_id, True)], share=event)
             if verdict.is_block and job is not None:
                 out.block = (job, verdict)
-            if self.fixed_difficulty is None:
-                new = self.vardiff.on_share(now, job.network_difficulty if job else None)
-                if new is not None:
-                    self._want_difficulty(max(new, self.min_difficulty), now)
+            self._count_share(job, now)
             return out
         # Stale shares are a normal cost of new blocks; the rest say something is wrong.
         bad = verdict.result is not ShareResult.STALE
-        if not bad and job is not None and self.fixed_difficulty is None:
+        if not bad and job is not None:
             # Work on a replaced block's job still shows the miner's hashrate. Left out,
             # fast blocks (most shares stale) would make vardiff lower the difficulty and
             # so make even more of them stale. Counting an unchecked claim is safe: more
             # shares only ever raise the sender's own difficulty.
-            new = self.vardiff.on_share(now, job.network_difficulty)
-            if new is not None:
-                self._want_difficulty(max(new, self.min_difficulty), now)
+            self._count_share(job, now)
         return Outcome(
             [_error(msg_id, verdict.code or ErrorCode.OTHER, verdict.reason)], share=event, bad=bad
         )
+
+    def _count_share(self, job: Job | None, now: float) -> None:
+        """A share toward vardiff's rate (a fixed difficulty never moves)."""
+        if self.fixed_difficulty is None:
+            new = self.vardiff.on_share(now, job.network_difficulty if job else None)
+            if new is not None:
+                self._want_difficulty(max(new, self.min_difficulty), now)
 
     def _configure(self, msg_id: Any, params: list[Any], now: float) -> Outcome:
         exts = params[0] if params else []
