@@ -240,6 +240,13 @@ def test_page_keys_are_random_and_url_safe() -> None:
                for k in found)  # fmt: skip
 
 
+def test_page_keys_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CI run drew "-v9JS..." and `user page-delete` read it as an option.
+    draws = iter(["-dashfirst", "_fine"])
+    monkeypatch.setattr(pages.secrets, "token_urlsafe", lambda n: next(draws))
+    assert pages.new_page_key() == "_fine"
+
+
 # -- settle-mode switches --------------------------------------------------------------------
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

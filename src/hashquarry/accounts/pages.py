@@ -36,7 +36,12 @@ _ALLOWS: dict[int, frozenset[View]] = {
 
 
 def new_page_key() -> str:
-    return secrets.token_urlsafe(_KEY_BYTES)
+    # A key that begins with "-" reads as an option on a command line (`user page-delete`),
+    # so such draws are discarded; the key keeps its full randomness otherwise.
+    while True:
+        key = secrets.token_urlsafe(_KEY_BYTES)
+        if not key.startswith("-"):
+            return key
 
 
 def parse_permissions(value: str | int | Iterable[int | str]) -> frozenset[int]:
