@@ -67,7 +67,9 @@ async def test_a_replay_past_the_applied_seq_is_written_once(engine: AsyncEngine
         fresh.apply(seq, ev)
     async with engine.begin() as conn:
         for t in ACCOUNTING_TABLES:
-            await conn.execute(t.delete())
+            # The span marks are the migration's, as on a fresh store.
+            keep = m.state.c.key.like("share_spans_%") if t is m.state else None
+            await conn.execute(t.delete() if keep is None else t.delete().where(~keep))
         await _carol_in_pps(conn)
         await write(conn, fresh.take())
     async with engine.connect() as conn:

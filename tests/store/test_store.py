@@ -168,6 +168,7 @@ ACCOUNTING_TABLES = (
     m.account_minutes,
     m.workers,
     m.shares,
+    m.share_spans,
     m.rounds,
     m.round_accounts,
     m.shifts,

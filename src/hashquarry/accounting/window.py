@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import CursorResult, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hashquarry.accounting.schemes import pplns_window, share_weight
+from hashquarry.accounting import spans
+from hashquarry.accounting.schemes import share_weight
 from hashquarry.accounting.split import Key
 from hashquarry.store import models as m
 
@@ -46,6 +47,10 @@ class ModeHistory:
             return self.default
         i = bisect.bisect_right(ats, t)
         return self._mode[account][i - 1] if i else self.default
+
+    def constant(self, account: str, first: float, last: float) -> bool:
+        """One mode covers (account, t) for every first <= t <= last."""
+        return spans.constant_mode(self._at.get(account), first, last)
 
     def keyer(self) -> _Keyer:
         return _Keyer(self)
@@ -84,13 +89,15 @@ async def mode_history(conn: AsyncConnection, coin: str, default: str) -> ModeHi
 
 
 _NEWEST_FIRST = text(
-    "SELECT seq, account, time, difficulty FROM shares WHERE coin = :coin AND seq < :before "
-    "ORDER BY seq DESC LIMIT :limit"
+    "SELECT seq, account, time, difficulty FROM shares "
+    "WHERE coin = :coin AND seq < :before AND seq >= :floor ORDER BY seq DESC LIMIT :limit"
 )
 _ASCENDING = text(
     "SELECT seq, account, time, difficulty FROM shares "
     "WHERE coin = :coin AND seq >= :after AND seq <= :upto ORDER BY seq LIMIT :limit"
 )
+# Spans read per query by a window walk: about this many times the active accounts rows.
+_SPANS_PER_READ = 16
 
 
 def _plain_rows(result: CursorResult[Any]) -> list[Any]:
@@ -99,37 +106,118 @@ def _plain_rows(result: CursorResult[Any]) -> list[Any]:
     return list(result.cursor.fetchall()) if result.cursor is not None else []
 
 
-async def _pool_shares_newest_first(
-    conn: AsyncConnection, coin: str, upto_seq: int, window: int, modes: ModeHistory
-) -> tuple[list[tuple[Key, float]], int | None]:
-    """((account, mode), difficulty) of pool shares (not SOLO-mode) newest first, at
-    least covering `window` (or all there is), and the seq of the oldest one read."""
-    key_of = modes.keyer()
-    out: list[tuple[Key, float]] = []
-    covered = 0
+class _Fill:
+    """schemes.pplns_window's walk, fed share by share or a whole span at a time: a span
+    is taken whole only when all of it fits, so the result is the same to the hash."""
+
+    def __init__(self, window: int) -> None:
+        self.acc: dict[Key, int] = {}
+        self.remaining = window
+        self._weight_of: dict[float, int] = {}
+
+    @property
+    def full(self) -> bool:
+        return self.remaining == 0
+
+    def share(self, key: Key, difficulty: float) -> bool:
+        w = self._weight_of.get(difficulty)
+        if w is None:
+            w = self._weight_of[difficulty] = share_weight(difficulty)
+        if w >= self.remaining:
+            w = self.remaining
+        self.acc[key] = self.acc.get(key, 0) + w
+        self.remaining -= w
+        return self.remaining == 0
+
+    def whole(self, weights: dict[Key, int], total: int) -> None:
+        for key, w in weights.items():
+            self.acc[key] = self.acc.get(key, 0) + w
+        self.remaining -= total
+
+
+def _span_weights(span: spans.Span, modes: ModeHistory, key_of: _Keyer) -> dict[Key, int] | None:
+    """Weight per (account, mode) of a summarised span's pool (not SOLO) shares, or None
+    when a switch took effect inside it for some account (its rows must then be read)."""
+    out: dict[Key, int] = {}
+    for account, a in span.accounts.items():
+        if not modes.constant(account, a.first, a.last):
+            return None
+        key = key_of(account, a.first)
+        if key[1] != "solo":
+            out[key] = out.get(key, 0) + a.weight
+    return out
+
+
+async def _rows_newest_first(
+    conn: AsyncConnection,
+    coin: str,
+    fill: _Fill,
+    key_of: _Keyer,
+    before: int,
+    floor: int,
+) -> int | None:
+    """Feed `fill` the pool shares with floor <= seq < before, newest first, until full.
+    Returns the seq of the oldest share counted (None if none was)."""
     oldest: int | None = None
-    before = upto_seq + 1
-    weight_of: dict[float, int] = {}
-    while covered < window:
+    while not fill.full:
         rows = _plain_rows(
-            await conn.execute(_NEWEST_FIRST, {"coin": coin, "before": before, "limit": FETCH})
+            await conn.execute(
+                _NEWEST_FIRST, {"coin": coin, "before": before, "floor": floor, "limit": FETCH}
+            )
         )
-        if not rows:
-            break
         for seq, account, t, difficulty in rows:
             key = key_of(account, t)
             if key[1] == "solo":
                 continue
-            out.append((key, difficulty))
             oldest = seq
-            w = weight_of.get(difficulty)
-            if w is None:
-                w = weight_of[difficulty] = share_weight(difficulty)
-            covered += w
-            if covered >= window:
+            if fill.share(key, difficulty):
                 break
+        if len(rows) < FETCH:
+            break
         before = rows[-1][0]
-    return out, oldest
+    return oldest
+
+
+async def _walk_window(
+    conn: AsyncConnection, coin: str, upto_seq: int, window: int, modes: ModeHistory
+) -> tuple[dict[Key, int], int | None]:
+    """Weight per (account, mode) of the last `window` hashes of pool work up to and
+    including `upto_seq`, and the lowest seq the result depends on.
+
+    Newest first: the rows after the last whole summarised span, then whole spans while
+    they fit, the rows of the span the window ends in, and rows below the summarised
+    spans (shares older than the span table, or spans pruning cut into)."""
+    fill = _Fill(window)
+    key_of = modes.keyer()
+    span = spans.SPAN
+    b = await spans.bounds(conn, coin)
+    top = max(min(b.hi, (upto_seq + 1) // span), 0)
+    lo = min(b.lo, top)
+    oldest = await _rows_newest_first(conn, coin, fill, key_of, upto_seq + 1, top * span)
+    hi = top
+    while hi > lo and not fill.full:
+        first = max(lo, hi - _SPANS_PER_READ)
+        read = await spans.read_spans(conn, coin, first, hi)
+        for index in sorted(read, reverse=True):
+            weights = _span_weights(read[index], modes, key_of)
+            total = sum(weights.values()) if weights is not None else 0
+            if weights is not None and total <= fill.remaining:
+                fill.whole(weights, total)
+                if total:
+                    oldest = index * span
+            else:
+                # The span the window ends in, or one a mode switch cuts: row by row.
+                edge = await _rows_newest_first(
+                    conn, coin, fill, key_of, (index + 1) * span, index * span
+                )
+                oldest = edge if edge is not None else oldest
+            if fill.full:
+                break
+        hi = first
+    if not fill.full:
+        older = await _rows_newest_first(conn, coin, fill, key_of, lo * span, 0)
+        oldest = older if older is not None else oldest
+    return fill.acc, oldest
 
 
 async def window_weights(
@@ -137,8 +225,10 @@ async def window_weights(
 ) -> dict[Key, int]:
     """Weight per (account, mode) of the last `window` hashes of pool work up to and
     including `upto_seq` (the edge share counts only for the part that fits)."""
-    shares, _ = await _pool_shares_newest_first(conn, coin, upto_seq, window, modes)
-    return pplns_window(shares, window)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int (hashes), got {window!r}")
+    weights, _ = await _walk_window(conn, coin, upto_seq, window, modes)
+    return weights
 
 
 def _pruned_key(coin: str) -> str:
@@ -169,7 +259,7 @@ async def round_weights(
     start = await conn.scalar(select(m.rounds.c.start_seq).where(m.rounds.c.id == round_id))
     pruned_below = await _pruned(conn, coin)
     if start is not None and int(start) >= pruned_below:
-        return _sum_weights(await _ascending(conn, coin, int(start), upto_seq), modes)
+        return await _range_weights(conn, coin, int(start), upto_seq, modes)
     log.warning(
         "round %s of %s: share rows gone; splitting by its per-account totals", round_id, coin
     )
@@ -188,12 +278,39 @@ async def round_weights(
     return out
 
 
+async def _range_weights(
+    conn: AsyncConnection, coin: str, first: int, upto: int, modes: ModeHistory
+) -> dict[Key, int]:
+    """Weight per (account, mode) of the pool shares with first <= seq <= upto: whole
+    summarised spans from their sums, the rows at both ends (and in spans a mode switch
+    cuts) one by one."""
+    span = spans.SPAN
+    b = await spans.bounds(conn, coin)
+    lo = max(b.lo, -(-first // span))
+    hi = min(b.hi, (upto + 1) // span)
+    if lo >= hi:
+        return _sum_weights(await _ascending(conn, coin, first, upto), modes)
+    key_of = modes.keyer()
+    rows = await _ascending(conn, coin, first, lo * span - 1)
+    rows += await _ascending(conn, coin, hi * span, upto)
+    out = _sum_weights(rows, modes)
+    for index, s in (await spans.read_spans(conn, coin, lo, hi)).items():
+        weights = _span_weights(s, modes, key_of)
+        if weights is None:
+            weights = _sum_weights(
+                await _ascending(conn, coin, index * span, (index + 1) * span - 1), modes
+            )
+        for key, w in weights.items():
+            out[key] = out.get(key, 0) + w
+    return out
+
+
 async def _ascending(
     conn: AsyncConnection, coin: str, first: int, upto: int
 ) -> list[tuple[str, float, float]]:
     out: list[tuple[str, float, float]] = []
     after = first
-    while True:
+    while after <= upto:
         rows = _plain_rows(
             await conn.execute(
                 _ASCENDING, {"coin": coin, "after": after, "upto": upto, "limit": FETCH}
@@ -203,6 +320,7 @@ async def _ascending(
         if len(rows) < FETCH:
             return out
         after = rows[-1][0] + 1
+    return out
 
 
 def _sum_weights(shares: Iterable[tuple[str, float, float]], modes: ModeHistory) -> dict[Key, int]:
@@ -244,7 +362,7 @@ async def prune_shares(
     newest = await conn.scalar(select(func.max(c.seq)).where(c.coin == coin))
     if newest is None:
         return 0
-    _, oldest_needed = await _pool_shares_newest_first(conn, coin, int(newest), window, modes)
+    _, oldest_needed = await _walk_window(conn, coin, int(newest), window, modes)
     limit = min(keep_from_seq, oldest_needed if oldest_needed is not None else keep_from_seq)
     doomed = (c.coin == coin) & (c.time < before_time) & (c.seq < limit)
     last = await conn.scalar(select(func.max(c.seq)).where(doomed))
@@ -261,6 +379,7 @@ async def prune_shares(
             held,
         )
     result = await conn.execute(m.shares.delete().where(doomed))
+    await spans.drop_pruned(conn, coin, int(last) + 1)
     from hashquarry.accounting.writer import set_state
 
     # Rounds reaching below this mark can no longer be read from share rows.

@@ -15,6 +15,7 @@ from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hashquarry.accounting import spans
 from hashquarry.accounting.aggregate import FlushBatch, FoundBlock, RoundState, ShiftState
 from hashquarry.accounting.ledger import credit_block
 from hashquarry.store import models as m
@@ -150,6 +151,8 @@ async def write_batch(
             f"INSERT INTO shares (seq, coin, time, account, worker, difficulty) VALUES ({marks})",
             batch.shares,
         )
+    # Before the blocks below: their PPLNS windows read the spans this batch completes.
+    await spans.close_spans(conn, batch.last_seq, batch.shares)
     await _rounds(conn, batch.rounds.values())
     await _shifts(conn, batch.shifts.values())
     for block in batch.blocks:

@@ -21,6 +21,8 @@ from hashquarry.accounting.aggregate import FoundBlock
 from hashquarry.accounting.ledger import block_credits
 from hashquarry.accounting.schemes import pplns_credits, pplns_window_weight, share_weight
 from hashquarry.accounting.service import Accounting
+from hashquarry.accounting.spans import BASE, close_spans
+from hashquarry.accounting.writer import set_state
 from hashquarry.config import AccountingConfig
 from hashquarry.shares.events import ShareEvent, ShareResult
 from hashquarry.store import models as m
@@ -130,6 +132,11 @@ async def bench_pplns(n: int = 1_000_000, directory: Path | None = None) -> dict
                         for j, (a, d) in enumerate(shares[i : i + 100_000], start=i)
                     ],
                 )
+            # In a pool the writer closes each span as a flush completes it; here all
+            # of them at once, timed on its own.
+            t0 = time.perf_counter()
+            await close_spans(conn, n)
+            spans_s = time.perf_counter() - t0
         block = FoundBlock(
             id=1, coin="bitcoin", seq=n, height=1, hash="00" * 32,
             network_difficulty=network_difficulty, income=312_500_000, tx_fees=0,
@@ -142,6 +149,20 @@ async def bench_pplns(n: int = 1_000_000, directory: Path | None = None) -> dict
             from_store = await block_credits(conn, block, scheme="pplns", fee_bps=100, pplns_n=2.0)
             stored = time.perf_counter() - t0
         assert from_store.per_account == credits.per_account
+        async with engine.begin() as conn:
+            # The same window with the spans out of use: every row read.
+            await set_state(conn, BASE, n)
+            t0 = time.perf_counter()
+            rows_only = await block_credits(conn, block, scheme="pplns", fee_bps=100, pplns_n=2.0)
+            rows_s = time.perf_counter() - t0
+            await conn.rollback()
+        assert rows_only.per_account == credits.per_account
     finally:
         await engine.dispose()
-    return {"window_shares": n, "pplns_compute_s": pure, "pplns_from_store_s": stored}
+    return {
+        "window_shares": n,
+        "pplns_compute_s": pure,
+        "pplns_from_store_s": stored,
+        "pplns_from_rows_only_s": rows_s,
+        "close_spans_s": spans_s,
+    }

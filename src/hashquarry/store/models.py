@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -96,6 +97,21 @@ shares = Table(
     Column("difficulty", Float, nullable=False),
 )
 Index("ix_shares_coin_seq", shares.c.coin, shares.c.seq)
+
+# Per-account sums of the share log in fixed seq spans (accounting/spans.py), so a PPLNS
+# window or a round of millions of shares is read as a few thousand rows. `weight` is an
+# integer in decimal text: at mainnet share difficulties a span's sum passes 2**63.
+share_spans = Table(
+    "share_spans",
+    metadata,
+    Column("coin", String(32), primary_key=True),
+    Column("span", BigInteger, primary_key=True),
+    Column("account", String(128), primary_key=True),
+    Column("weight", Text, nullable=False),
+    Column("shares", Integer, nullable=False),
+    Column("first_time", Float, nullable=False),
+    Column("last_time", Float, nullable=False),
+)
 
 rounds = Table(
     "rounds",
