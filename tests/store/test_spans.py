@@ -86,8 +86,18 @@ def reference_range(
     return out
 
 
+def last_in_span_times(rows_: list[Row], account: str, span: int) -> list[float]:
+    """Times of `account`'s last share in each span where it has two or more."""
+    by_span: dict[tuple[str, int], list[float]] = {}
+    for s, c, t, a, _ in rows_:
+        if a == account:
+            by_span.setdefault((c, s // span), []).append(t)
+    return sorted(ts[-1] for ts in by_span.values() if len(ts) > 1)
+
+
 def mode_histories(rows_: list[Row]) -> list[ModeHistory]:
     t0, t1 = rows_[0][2], rows_[-1][2]
+    at_last = last_in_span_times(rows_, "bob", spans.SPAN)
     mid = (t0 + t1) / 2
     return [
         ModeHistory("pplns", {}),
@@ -98,6 +108,17 @@ def mode_histories(rows_: list[Row]) -> list[ModeHistory]:
         ),
         # a switch before any share and one after all of them: spans stay whole
         ModeHistory("pps", {"alice": [(t0 - 100, "pplns")], "bob": [(t1 + 100, "solo")]}),
+        # switches exactly at share times (a span's first and last among them), two at
+        # one time (the later wins)
+        ModeHistory(
+            "pplns",
+            {
+                "alice": [(rows_[8][2], "solo"), (rows_[8][2], "pps"), (rows_[90][2], "pplns")],
+                "erin": [(rows_[15][2], "pps"), (rows_[16][2], "pplns"), (rows_[31][2], "solo")],
+                # at bob's last share in a span he mined more than once in
+                "bob": [(at_last[1], "solo"), (at_last[4], "pplns"), (at_last[7], "pps")],
+            },
+        ),
     ]
 
 
@@ -135,7 +156,7 @@ async def test_windows_and_rounds_match_every_row_read(
                     got_range = await window._range_weights(conn, coin, first, upto, modes)
                     assert got_range == reference_range(all_rows, coin, first, upto, modes)
                     checked += 1
-        assert checked == 150
+        assert checked == 200
         # spans were used: about one row per (span, coin, account)
         assert await conn.scalar(select(m.share_spans.c.span).limit(1)) is not None
 
@@ -180,11 +201,57 @@ async def test_pruned_spans_are_read_row_by_row(engine: AsyncEngine, small_spans
                 assert await window_weights(conn, "bitcoin", upto, width, modes) == want
 
 
-async def test_a_flush_closes_spans_before_its_blocks_are_credited(
+async def test_random_prunes_keep_every_window_they_promise(
+    engine: AsyncEngine, small_spans: int
+) -> None:
+    """Prunes with windows ending inside spans, the open round's first share inside a
+    span, SOLO shares: the newest window is what it was before, and every window and range
+    over the rows left matches reading those rows; spans closed after a prune too."""
+    rng = random.Random(11)
+    day = 86_400.0
+    all_rows = [
+        (s, "bitcoin", NOW - 40 * day + s, rng.choice(("a", "b", "c")), rng.choice((1.0, 3.0)))
+        for s in range(1, 301)
+    ]
+    modes = ModeHistory("pplns", {"c": [(NOW - 40 * day + 100.5, "solo")]})
+    async with engine.begin() as conn:
+        kept = list(all_rows)
+        done = 0
+        for step in range(6):
+            batch = all_rows[done : done + 50]
+            done += 50
+            await store(conn, batch)
+            await spans.close_spans(conn, batch[-1][0])
+            newest = batch[-1][0]
+            width = rng.randint(5, 60) * 2**32 + rng.choice((0, 2**31))
+            keep_from = rng.randint(1, newest + 1)
+            before = reference(kept, "bitcoin", newest, width, modes)
+            await prune_shares(
+                conn, "bitcoin", before_time=NOW, window=width, modes=modes,
+                keep_from_seq=keep_from,
+            )  # fmt: skip
+            left = {s for (s,) in (await conn.execute(select(m.shares.c.seq))).all()}
+            assert all(s in left for s, *_ in kept if s >= keep_from and s <= newest), step
+            kept = [r for r in kept if r[0] in left or r[0] > newest]
+            assert await window_weights(conn, "bitcoin", newest, width, modes) == before
+            stored = [r for r in kept if r[0] <= newest]
+            for _ in range(10):
+                upto = rng.randint(1, newest)
+                w = rng.randint(1, 80) * 2**32 + rng.randint(0, 2**32)
+                want = reference(stored, "bitcoin", upto, w, modes)
+                assert await window_weights(conn, "bitcoin", upto, w, modes) == want
+                first = rng.randint(1, upto)
+                got = await window._range_weights(conn, "bitcoin", first, upto, modes)
+                assert got == reference_range(stored, "bitcoin", first, upto, modes)
+        assert await get_state(conn, spans.from_key("bitcoin")) > 0
+
+
+async def test_a_run_credited_through_spans_matches_one_without(
     engine: AsyncEngine, small_spans: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same run written with spans of 2 and with no spans at all: every accounting
-    table but the spans themselves (and their marks) is identical."""
+    """The same run through the writer (flushes every third share) with spans of 2 and
+    with no spans at all: every accounting table but the spans themselves (and their
+    marks) is identical."""
     monkeypatch.setattr(spans, "SPAN", 2)
 
     async def run_once() -> dict[str, Any]:

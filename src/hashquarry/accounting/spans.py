@@ -16,6 +16,10 @@ moved in the same transaction as the rows it describes):
   dropped and the rows left are read one by one.
 
 SPAN is part of the stored data: changing it needs a migration that rebuilds the table.
+
+A window walk reads the marks, the sums and the rows in several statements, so it must
+not interleave with a prune or a flush of the same coin: all of them run on the
+accounting writer under its lock (accounting/service.py), one at a time.
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ async def close_spans(
         return 0
     first, hi = upto * SPAN, new_upto * SPAN
     lo = first
+    if fresh and fresh[0][0] > fresh[-1][0]:
+        raise ValueError("close_spans: fresh rows must be in seq order")
     # Rows from the first fresh one on are taken from `fresh`, not read back.
     stored_below = min(hi, fresh[0][0]) if fresh else hi
     carry: list[Sequence[Any]] = []
@@ -194,11 +200,12 @@ async def drop_pruned(conn: AsyncConnection, coin: str, below_seq: int) -> None:
     from hashquarry.accounting.writer import get_state, set_state
 
     first_whole = -(-below_seq // SPAN)
-    if first_whole <= await get_state(conn, from_key(coin)):
-        return
+    # Also when the mark does not move: a prune into the span still open leaves `from`
+    # above `upto`, and close_spans later writes sums there that are never read.
     await conn.execute(
         m.share_spans.delete().where(
             (m.share_spans.c.coin == coin) & (m.share_spans.c.span < first_whole)
         )
     )
-    await set_state(conn, from_key(coin), first_whole)
+    if first_whole > await get_state(conn, from_key(coin)):
+        await set_state(conn, from_key(coin), first_whole)

@@ -21,7 +21,7 @@ from hashquarry.accounting.aggregate import FoundBlock
 from hashquarry.accounting.ledger import block_credits
 from hashquarry.accounting.schemes import pplns_credits, pplns_window_weight, share_weight
 from hashquarry.accounting.service import Accounting
-from hashquarry.accounting.spans import BASE, close_spans
+from hashquarry.accounting.spans import BASE, SPAN, close_spans
 from hashquarry.accounting.writer import set_state
 from hashquarry.config import AccountingConfig
 from hashquarry.shares.events import ShareEvent, ShareResult
@@ -151,7 +151,7 @@ async def bench_pplns(n: int = 1_000_000, directory: Path | None = None) -> dict
         assert from_store.per_account == credits.per_account
         async with engine.begin() as conn:
             # The same window with the spans out of use: every row read.
-            await set_state(conn, BASE, n)
+            await set_state(conn, BASE, n // SPAN + 1)
             t0 = time.perf_counter()
             rows_only = await block_credits(conn, block, scheme="pplns", fee_bps=100, pplns_n=2.0)
             rows_s = time.perf_counter() - t0
