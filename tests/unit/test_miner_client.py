@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hashquarry.miner.client import StratumClient, StratumError, SubmitResult
+from hashquarry.miner.client import StratumClient
+from hashquarry.miner.protocol import StratumError, SubmitResult
 
 UA = "hashquarry-miner/0.1"
 PREVHASH = "4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000"

@@ -1,6 +1,7 @@
 """The built-in CPU miner: a reusable Stratum V1 client plus a hashing loop on top of it."""
 
-from hashquarry.miner.client import StratumClient, StratumError, SubmitResult
+from hashquarry.miner.client import StratumClient
+from hashquarry.miner.protocol import StratumError, SubmitResult
 from hashquarry.miner.runner import MinerOptions, MinerStats, run_miner
 
 __all__ = [

@@ -4,6 +4,9 @@ It only speaks the protocol and tracks the state the server pushes (difficulty,
 extranonce, jobs, version mask); hashing lives elsewhere (runner.py), so the same client
 serves the CPU miner, the end-to-end tests that hand-craft bad shares, and the
 hashrate-scheduler proxy as its upstream connection.
+
+This module is the connection and the requests; the messages themselves are parsed and
+built in protocol.py, and what the server pushes is applied in server_methods.py.
 """
 
 from __future__ import annotations
@@ -12,14 +15,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
+from hashquarry.miner import protocol, server_methods
+from hashquarry.miner.protocol import StratumError, SubmitResult
 from hashquarry.miner.work import Job
 
 log = logging.getLogger(__name__)
@@ -28,106 +29,8 @@ DEFAULT_USER_AGENT = "hashquarry-miner/0.1"
 # A notify for a big template carries a long coinb and branch; asyncio's 64 KiB default
 # line limit is too tight for that.
 LINE_LIMIT = 4 * 1024 * 1024
-MAX_RECENT_JOBS = 32
 
 NotificationCallback = Callable[[str, list[Any]], None]
-
-# Methods the server sends without expecting an answer.
-_NOTIFICATIONS = frozenset(
-    {
-        "mining.set_difficulty",
-        "mining.notify",
-        "mining.set_extranonce",
-        "mining.set_version_mask",
-        "client.reconnect",
-        "client.show_message",
-    }
-)
-
-
-class StratumError(Exception):
-    """The server answered a request with an error."""
-
-    def __init__(self, method: str, code: int | None, message: str | None) -> None:
-        super().__init__(f"{method} failed: [{code}] {message}")
-        self.method = method
-        self.code = code
-        self.message = message
-
-
-def parse_error(error: Any) -> tuple[int | None, str | None]:
-    """(code, message) from the list form [code, msg, traceback] or a {code, message} dict."""
-    if error is None:
-        return None, None
-    if isinstance(error, list | tuple):
-        code = error[0] if error and isinstance(error[0], int) else None
-        message = error[1] if len(error) > 1 and error[1] is not None else None
-        return code, None if message is None else str(message)
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("message")
-        return (
-            code if isinstance(code, int) else None,
-            None if message is None else str(message),
-        )
-    return None, str(error)
-
-
-@dataclass(frozen=True)
-class SubmitResult:
-    accepted: bool
-    error_code: int | None = None
-    error_message: str | None = None
-
-    @classmethod
-    def from_response(cls, response: dict[str, Any]) -> SubmitResult:
-        error = response.get("error")
-        if error is not None:
-            code, message = parse_error(error)
-            return cls(False, code, message)
-        # Some pools answer a rejected share with result false and no error object.
-        return cls(response.get("result") is True)
-
-
-def _parse_subscribe(response: dict[str, Any]) -> tuple[bytes, int, str | None]:
-    if response.get("error") is not None:
-        code, message = parse_error(response["error"])
-        raise StratumError("mining.subscribe", code, message)
-    result = response.get("result")
-    if not isinstance(result, list) or len(result) < 3:
-        raise StratumError("mining.subscribe", None, f"malformed result {result!r}")
-    en1_hex, en2_size = result[1], result[2]
-    if not isinstance(en1_hex, str) or not isinstance(en2_size, int) or en2_size < 0:
-        raise StratumError("mining.subscribe", None, f"malformed extranonce in {result!r}")
-    try:
-        en1 = bytes.fromhex(en1_hex)
-    except ValueError:
-        raise StratumError("mining.subscribe", None, f"extranonce1 not hex: {en1_hex!r}") from None
-    return en1, en2_size, _session_id_from_details(result[0])
-
-
-def _granted_mask(result: Any) -> int:
-    if not isinstance(result, dict) or result.get("version-rolling") is not True:
-        return 0
-    try:
-        return int(str(result.get("version-rolling.mask", "0")), 16) & 0xFFFFFFFF
-    except ValueError:
-        log.warning("bad version-rolling.mask in %r", result)
-        return 0
-
-
-def _session_id_from_details(details: Any) -> str | None:
-    """The session id is the mining.notify subscription id (what resume expects back)."""
-    if not isinstance(details, list) or not details:
-        return None
-    pairs = [details] if isinstance(details[0], str) else details
-    first: str | None = None
-    for pair in pairs:
-        if isinstance(pair, list) and len(pair) >= 2 and isinstance(pair[1], str):
-            if pair[0] == "mining.notify":
-                return pair[1]
-            first = first or pair[1]
-    return first
 
 
 class StratumClient:
@@ -314,7 +217,7 @@ class StratumClient:
         loop = asyncio.get_running_loop()
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._write(orjson.dumps({"id": rid, "method": method, "params": params}) + b"\n")
+        self._write(protocol.request_line(rid, method, params))
         self._track(rid, fut, method, reply_timeout)
         if on_response is not None:
             self._hooks[rid] = on_response
@@ -369,7 +272,7 @@ class StratumClient:
         """Send a request and return its result, raising StratumError on an error answer."""
         response = await self.request(method, params, reply_timeout)
         if response.get("error") is not None:
-            code, message = parse_error(response["error"])
+            code, message = protocol.parse_error(response["error"])
             raise StratumError(method, code, message)
         return response.get("result")
 
@@ -384,7 +287,7 @@ class StratumClient:
             # Runs in the reader: pools often send set_difficulty and notify right behind
             # this answer, and those must see the new extranonce1.
             with contextlib.suppress(StratumError):
-                en1, en2_size, new_session = _parse_subscribe(response)
+                en1, en2_size, new_session = protocol.parse_subscribe(response)
                 self.resumed = session_id is not None and new_session == session_id
                 self.session_id = new_session
                 # No job has been issued on this connection yet, so nothing to defer.
@@ -393,7 +296,7 @@ class StratumClient:
 
         fut = self.request_nowait("mining.subscribe", params, on_response=apply)
         await self.drain()
-        en1, en2_size, new_session = _parse_subscribe(await fut)
+        en1, en2_size, new_session = protocol.parse_subscribe(await fut)
         return en1.hex(), en2_size, new_session
 
     async def authorize(self, user: str, password: str = "x") -> bool:
@@ -413,21 +316,13 @@ class StratumClient:
     ) -> dict[str, Any]:
         """mining.configure (BIP 310); returns the server's result ({} if unsupported)."""
         self._configure_args = (version_rolling_mask, min_difficulty)
-        extensions: list[str] = []
-        options: dict[str, Any] = {}
-        if version_rolling_mask is not None:
-            extensions.append("version-rolling")
-            options["version-rolling.mask"] = f"{version_rolling_mask & 0xFFFFFFFF:08x}"
-            options["version-rolling.min-bit-count"] = 2
-        if min_difficulty is not None:
-            extensions.append("minimum-difficulty")
-            options["minimum-difficulty.value"] = min_difficulty
 
         def apply(response: dict[str, Any]) -> None:
             # In the reader, so a mining.set_version_mask right behind it is not overwritten.
-            self.version_mask = _granted_mask(response.get("result"))
+            self.version_mask = protocol.granted_mask(response.get("result"))
 
-        fut = self.request_nowait("mining.configure", [extensions, options], on_response=apply)
+        params = protocol.configure_params(version_rolling_mask, min_difficulty)
+        fut = self.request_nowait("mining.configure", params, on_response=apply)
         await self.drain()
         response = await fut
         result = response.get("result")
@@ -529,16 +424,13 @@ class StratumClient:
 
     def _handle_line(self, line: bytes) -> None:
         try:
-            msg = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            log.warning("stratum %s: unparseable line from server: %r", self.name, line[:200])
-            return
-        if not isinstance(msg, dict):
-            log.warning("stratum %s: non-object message: %r", self.name, line[:200])
+            msg = protocol.decode_message(line)
+        except protocol.MalformedLine as exc:
+            log.warning("stratum %s: %s: %r", self.name, exc, line[:200])
             return
         method = msg.get("method")
         if isinstance(method, str):
-            self._handle_method(method, msg.get("params"), msg.get("id"))
+            server_methods.handle(self, method, msg.get("params"), msg.get("id"))
             return
         rid = msg.get("id")
         fut = self._pending.pop(rid, None)
@@ -555,76 +447,10 @@ class StratumClient:
 
     def _reply(self, rid: Any, result: Any, error: Any = None) -> None:
         with contextlib.suppress(ConnectionError):
-            self._write(orjson.dumps({"id": rid, "result": result, "error": error}) + b"\n")
+            self._write(protocol.reply_line(rid, result, error))
 
-    def _handle_method(self, method: str, params: Any, rid: Any) -> None:
-        if not isinstance(params, list):
-            params = []
-        if rid is not None and method not in _NOTIFICATIONS:
-            # The server asks us something (JSON-RPC request, not a notification).
-            if method == "client.get_version":
-                self._reply(rid, self.user_agent)
-            else:
-                log.info("stratum %s: unsupported server request %s", self.name, method)
-                self._reply(rid, None, [20, f"Unsupported method {method}", None])
-            return
-        try:
-            handler = _HANDLERS.get(method)
-            if handler is None:
-                log.info("stratum %s: ignoring unknown notification %s", self.name, method)
-            else:
-                handler(self, params)
-        except (ValueError, TypeError, IndexError) as exc:
-            log.warning("stratum %s: bad %s %r: %s", self.name, method, params, exc)
-            return
-        if self.on_notification is not None:
-            try:
-                self.on_notification(method, params)
-            except Exception:
-                log.exception("stratum %s: notification callback failed", self.name)
-
-    def _on_set_difficulty(self, params: list[Any]) -> None:
-        value = params[0]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError("difficulty must be a positive number")
-        self.pending_difficulty = float(value)
-
-    def _on_notify(self, params: list[Any]) -> None:
-        job = Job.from_notify(params)
-        job = replace(
-            job,
-            difficulty=self.pending_difficulty,
-            extranonce1=self.pending_extranonce1,
-            extranonce2_size=self.pending_extranonce2_size,
-            received_at=time.monotonic(),
-        )
-        self.difficulty = job.difficulty
-        self.extranonce1 = job.extranonce1
-        self.extranonce2_size = job.extranonce2_size
-        self.jobs[job.job_id] = job
-        self.jobs.move_to_end(job.job_id)
-        while len(self.jobs) > MAX_RECENT_JOBS:
-            self.jobs.popitem(last=False)
-        self.job = job
-        self._job_event.set()
-
-    def _on_set_extranonce(self, params: list[Any]) -> None:
-        en1_hex, size = params[0], params[1]
-        if not isinstance(en1_hex, str) or not isinstance(size, int) or size < 0:
-            raise ValueError("expected [extranonce1 hex, extranonce2_size]")
-        self.pending_extranonce1 = bytes.fromhex(en1_hex)
-        self.pending_extranonce2_size = size
-
-    def _on_set_version_mask(self, params: list[Any]) -> None:
-        self.version_mask = int(params[0], 16)
-
-    def _on_reconnect(self, params: list[Any]) -> None:
-        host = params[0] if params and isinstance(params[0], str) and params[0] else None
-        port = int(params[1]) if len(params) > 1 and params[1] not in (None, "") else None
-        wait = float(params[2]) if len(params) > 2 and params[2] not in (None, "") else 0.0
-        log.info(
-            "stratum %s: server asks to reconnect to %s:%s in %ss", self.name, host, port, wait
-        )
+    def _redirect(self, host: str | None, port: int | None, wait: float) -> None:
+        """Follow a client.reconnect: detach now, then reconnect in a task of its own."""
         # Detach now, synchronously: the server usually hangs up right after this message,
         # and that EOF must not look like a lost connection.
         self._drop_connection("server requested reconnect")
@@ -636,22 +462,7 @@ class StratumClient:
         with contextlib.suppress(OSError, TimeoutError, StratumError, ValueError):
             await self.reconnect(host, port, wait)  # failure already marked us closed
 
-    def _on_show_message(self, params: list[Any]) -> None:
-        text = str(params[0]) if params else ""
-        self.messages.append(text)
-        log.info("stratum %s: message from server: %s", self.name, text)
-
 
 def _ignore_outcome(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieve it so asyncio does not log it as unhandled
-
-
-_HANDLERS: dict[str, Callable[[StratumClient, list[Any]], None]] = {
-    "mining.set_difficulty": StratumClient._on_set_difficulty,
-    "mining.notify": StratumClient._on_notify,
-    "mining.set_extranonce": StratumClient._on_set_extranonce,
-    "mining.set_version_mask": StratumClient._on_set_version_mask,
-    "client.reconnect": StratumClient._on_reconnect,
-    "client.show_message": StratumClient._on_show_message,
-}

@@ -18,12 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hashquarry.chain.target import bits_to_target
-from hashquarry.miner.client import (
-    DEFAULT_USER_AGENT,
-    StratumClient,
-    StratumError,
-    SubmitResult,
-)
+from hashquarry.miner.client import DEFAULT_USER_AGENT, StratumClient
+from hashquarry.miner.protocol import StratumError, SubmitResult
 from hashquarry.miner.work import (
     BIP320_VERSION_MASK,
     NONCE_SPACE,

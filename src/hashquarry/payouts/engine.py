@@ -10,16 +10,10 @@ Every payout operation (pay, withdraw, reconcile, track) holds one lock per stor
 coin, in this process and across processes (lock.py), so a reconcile can never judge
 an intent a live payer is still working on, and two payers never debit one balance.
 
-An intent left behind is settled by reconcile, by searching the wallet for its
-comment (paging back to the intent's time): found means paid (finish step 3). Not
-found decides by state: "intent" means the wallet was never asked, so the debits are
-reversed; "sending" means a sendmany may have reached the node, which may still be
-working on it after the client gave up, so the intent is reversed only once it is
-older than `settle_after`. A node that refused for sure (insufficient funds, bad
-address) reverses at once; any other node error looks for the comment first.
-An intent reversed that way is still looked for in the wallet for a day: if the
-node finished its sendmany even later, the amounts are debited again and the event is
-logged as an error. A txid is never dropped.
+A node that refused a sendmany for sure (insufficient funds, bad address) reverses the
+intent at once; any other node error looks for its comment in the wallet first. An
+intent left behind is settled by reconcile, and sent payouts are followed on the node by
+track: both in reconcile.py.
 
 What is paid is the payable part of a balance: the balance less what a `Reserve` holds
 back (the income of distribution days whose dividends are not settled yet, see
@@ -36,7 +30,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -54,20 +47,18 @@ from hashquarry.payouts.models import (
     Reserve,
     Target,
 )
+from hashquarry.payouts.reconcile import find_in_wallet, reconcile_intents, track_sent
 from hashquarry.payouts.tables import payouts
 from hashquarry.payouts.wallet import (
-    CLOCK_MARGIN,
     COIN,
     COMMENT_PREFIX,
     PAGE,
     amount_string,
     comment_for,
-    find_payments,
     node_answered,
     refused_before_creating,
     sent_by_address,
     to_sats,
-    tx_state,
 )
 
 __all__ = [
@@ -89,8 +80,6 @@ log = logging.getLogger(__name__)
 
 
 Fault = Callable[[str], Awaitable[None] | None]
-UNSEEN = "not in the wallet"  # starts the reason of an intent judged unpaid by waiting
-RECHECK = 86_400.0  # how long such an intent is still looked for in the wallet
 Targets = Callable[[], Awaitable[Sequence[Target]]]
 Due = dict[str, tuple[str, int]]
 
@@ -196,7 +185,7 @@ class PayoutEngine:
         """Reconcile, then pay every due balance in one sendmany. None if nobody is due."""
         now = time.time() if now is None else now
         async with self.exclusive():
-            await self._reconcile(now)
+            await reconcile_intents(self, now)
             await self._settle_reserve(now)
             due = await self.due(now)
             if not due:
@@ -207,7 +196,7 @@ class PayoutEngine:
         """Pay these accounts their whole payable balance now, whatever their thresholds."""
         now = time.time() if now is None else now
         async with self.exclusive():
-            await self._reconcile(now)
+            await reconcile_intents(self, now)
             await self._settle_reserve(now)
             targets = {t.account: t for t in await self.targets()}
             async with self.engine.connect() as conn:
@@ -237,12 +226,12 @@ class PayoutEngine:
     async def reconcile(self, now: float | None = None) -> int:
         """Settle intents left behind. Returns how many were settled."""
         async with self.exclusive():
-            return await self._reconcile(time.time() if now is None else now)
+            return await reconcile_intents(self, time.time() if now is None else now)
 
     async def track(self) -> int:
         """Follow sent payouts on the node. Returns how many became confirmed."""
         async with self.exclusive():
-            return await self._track()
+            return await track_sent(self)
 
     async def pending(self) -> int:
         """Intents whose wallet answer is not recorded yet (no lock: a read)."""
@@ -331,7 +320,7 @@ class PayoutEngine:
             "payout %s: sendmany failed ambiguously (%s); asking the wallet", payout_id, exc
         )
         try:
-            found = await self._find([payout_id])
+            found = await find_in_wallet(self, [payout_id])
         except NodeError as lookup:
             log.warning(
                 "payout %s: wallet not searchable (%s); reconciling later", payout_id, lookup
@@ -354,13 +343,6 @@ class PayoutEngine:
     async def _items(self, payout_id: str) -> dict[str, int]:
         async with self.engine.connect() as conn:
             return {a: amt for a, amt, _ in await book.items_of(conn, payout_id)}
-
-    async def _find(self, payout_ids: Sequence[str]) -> dict[str, list[str]]:
-        async with self.engine.connect() as conn:
-            q = select(payouts.c.created_at).where(payouts.c.id.in_(list(payout_ids)))
-            times = [float(t) for t in (await conn.execute(q)).scalars()]
-        since = min(times, default=self.clock()) - CLOCK_MARGIN
-        return await find_payments(self.rpc, payout_ids, since, self.wallet_page)
 
     async def _fail(self, payout_id: str, reason: str, now: float) -> bool:
         async with self.engine.begin() as conn:
@@ -408,97 +390,3 @@ class PayoutEngine:
                 await book.record_tip(conn, self.coin, payout_id, txid, tip, now)
             else:
                 await book.record_received(conn, payout_id, sent_by_address(tx))
-
-    # -- after a crash ------------------------------------------------------------------
-
-    async def _reconcile(self, now: float) -> int:
-        clock = self.clock()
-        async with self.engine.connect() as conn:
-            q = select(payouts.c.id, payouts.c.status, payouts.c.sent_at, payouts.c.created_at)
-            rows = (
-                await conn.execute(
-                    q.where(payouts.c.coin == self.coin, payouts.c.status.in_(book.PENDING))
-                )
-            ).all()
-            # Intents judged unpaid because the wallet did not show them in time: should
-            # the node have finished their sendmany later still, they are found here and
-            # debited again, instead of the txid being lost.
-            judged = (
-                await conn.execute(
-                    q.where(
-                        payouts.c.coin == self.coin,
-                        payouts.c.status == "failed",
-                        payouts.c.error.like(UNSEEN + "%"),
-                        payouts.c.sent_at >= clock - RECHECK,
-                    )
-                )
-            ).all()
-        if not rows and not judged:
-            return 0
-        # Any node error propagates: an incomplete search decides nothing.
-        found = await self._find([r.id for r in (*rows, *judged)])
-        settled = 0
-        for r in judged:
-            if r.id in found:
-                await self._mark_sent(r.id, found[r.id][0], now)  # re-debits, loudly
-                settled += 1
-        for r in rows:
-            txids = found.get(r.id)
-            if txids:
-                if len(txids) > 1:
-                    log.error("payout %s PAID %d TIMES: %s", r.id, len(txids), txids)
-                log.info("payout %s was paid: %s", r.id, txids[0])
-                await self._mark_sent(r.id, txids[0], now)
-                for extra in txids[1:]:
-                    await self._mark_sent(r.id, extra, now)  # flags the duplicate
-            elif r.status == "intent":
-                await self._fail(r.id, "stopped before the wallet was asked; will retry", now)
-            elif clock - float(r.sent_at or r.created_at) >= self.settle_after:
-                await self._fail(
-                    r.id, f"{UNSEEN} {self.settle_after:.0f} s after sendmany; will retry", now
-                )
-            else:
-                log.info("payout %s: not in the wallet yet; deciding later", r.id)
-                continue
-            settled += 1
-            await self._fault("during_reconcile")
-        return settled
-
-    # -- after sending ------------------------------------------------------------------
-
-    async def _track(self) -> int:
-        async with self.engine.connect() as conn:
-            q = select(payouts.c.id, payouts.c.txid, payouts.c.status).where(
-                payouts.c.coin == self.coin,
-                payouts.c.status.in_(("sent", "conflicted", "abandoned")),
-            )
-            rows = (await conn.execute(q)).all()
-        confirmed = 0
-        for payout_id, txid, old in rows:
-            try:
-                tx: dict[str, Any] = await self.rpc.call("gettransaction", txid)
-            except RpcError as exc:
-                # The node answers but its wallet lost the transaction: the operator's.
-                log.error("payout %s: transaction %s not in the wallet: %s", payout_id, txid, exc)
-                async with self.engine.begin() as conn:
-                    await book.set_status(conn, payout_id, [old], error=exc.message[:512])
-                continue
-            status, conf = tx_state(tx, self.confirmations_required)
-            values: dict[str, Any] = {"status": status, "confirmations": max(conf, 0)}
-            if status in ("conflicted", "abandoned"):
-                # Not reversed: a conflicted transaction can confirm after a reorg and an
-                # abandoned one can still be mined; the debits stay, flagged, until the
-                # operator decides (tracking goes on meanwhile).
-                values["error"] = (
-                    f"{status} on the node ({conf} confirmations, conflicts "
-                    f"{tx.get('walletconflicts', [])}); the money is debited and may not have "
-                    "arrived: check and settle by hand"
-                )[:512]
-                log.error("payout %s (%s) is %s: %s", payout_id, txid, status, values["error"])
-            elif old in ("conflicted", "abandoned"):
-                values["error"] = None  # the flag goes with the cause; the log keeps it
-                log.warning("payout %s (%s) was %s, is %s again", payout_id, txid, old, status)
-            async with self.engine.begin() as conn:
-                await book.set_status(conn, payout_id, [old], **values)
-            confirmed += status == "confirmed"
-        return confirmed
