@@ -82,7 +82,13 @@ def stratum(
     connections: Annotated[
         int | None, typer.Option(min=1, help="connections of the rate runs (1, 5)")
     ] = None,
-    rate: Annotated[float | None, typer.Option(min=1, help="shares/s offered in figure 1")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="figure 1 offered shares/s (default 45,000: the pool at its ceiling)",
+        ),
+    ] = None,
     ack_rate: Annotated[float | None, typer.Option(min=1, help="shares/s in figure 5")] = None,
     seconds: Annotated[
         float | None, typer.Option(min=0.5, help="measured window of a rate run")

@@ -117,6 +117,8 @@ def run_rate(env: BenchEnv, target: Target, *, connections: int, rate: float) ->
         out["pool_processes"] = len(after.pids)
         out["pool_cpu_wait_ms"] = (after.wait_seconds - before.wait_seconds) * 1e3
         out["cpu_us_per_share"] = cpu / accepted * 1e6 if accepted else None
+        kernel = after.system_seconds - before.system_seconds
+        out["kernel_us_per_share"] = kernel / accepted * 1e6 if accepted else None
     return out
 
 
@@ -143,6 +145,14 @@ def _rate_rows(fig: Figure, case: str, r: dict[str, Any], *, targets: bool) -> N
         note=(f"pool used {r['pool_cores']:.2f} cores" if "pool_cores" in r
               else "no --target-pid: CPU not measured"),
     )  # fmt: skip
+    kernel = r.get("kernel_us_per_share")
+    if us and kernel is not None:
+        # Loopback TCP runs the receiving side of every segment in the sender's context,
+        # so each ack written costs the pool kernel time a real network would not.
+        fig.add(
+            case, "of which in the kernel (socket reads and writes)", kernel, "µs",
+            note=f"user space {us - kernel:.1f} µs per share",
+        )  # fmt: skip
     if "pool_cpu_wait_ms" in r:
         fig.add(
             case,
