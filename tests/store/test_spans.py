@@ -33,7 +33,7 @@ Row = tuple[int, str, float, str, float]  # seq, coin, time, account, difficulty
 @pytest.fixture
 def small_spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setattr(spans, "SPAN", 8)
-    monkeypatch.setattr(spans, "_READ", 20)
+    monkeypatch.setattr(spans, "_SPANS_PER_READ", 2)
     monkeypatch.setattr(window, "_SPANS_PER_READ", 3)
     monkeypatch.setattr(window, "FETCH", 7)
     yield 8

@@ -24,7 +24,6 @@ accounting writer under its lock (accounting/service.py), one at a time.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ from hashquarry.store import models as m
 SPAN = 16_384
 UPTO = "share_spans_upto"
 BASE = "share_spans_base"
-_READ = 200_000
+# Whole spans read back per query when closing many at once (a store migrated with a
+# partial span, the bench): bounds the rows held in memory.
+_SPANS_PER_READ = 8
 
 
 def from_key(coin: str) -> str:
@@ -49,7 +50,6 @@ def from_key(coin: str) -> str:
 @dataclass(slots=True)
 class AccountSum:
     weight: int = 0
-    shares: int = 0
     first: float = float("inf")
     last: float = float("-inf")
 
@@ -64,7 +64,7 @@ class Span:
 
 _SPAN_ROWS = text(
     "SELECT seq, coin, time, account, difficulty FROM shares "
-    "WHERE seq >= :lo AND seq < :hi ORDER BY seq LIMIT :limit"
+    "WHERE seq >= :lo AND seq < :hi ORDER BY seq"
 )
 
 
@@ -84,7 +84,6 @@ def summarise(rows: Iterable[Sequence[Any]], span: int) -> dict[tuple[str, int],
         if w is None:
             w = weight_of[difficulty] = share_weight(difficulty)
         a.weight += w
-        a.shares += 1
         if t < a.first:
             a.first = t
         if t > a.last:
@@ -107,33 +106,25 @@ async def close_spans(
     new_upto = (applied_seq + 1) // SPAN
     if new_upto <= upto:
         return 0
-    first, hi = upto * SPAN, new_upto * SPAN
-    lo = first
     if fresh and fresh[0][0] > fresh[-1][0]:
         raise ValueError("close_spans: fresh rows must be in seq order")
+    first, hi = upto * SPAN, new_upto * SPAN
     # Rows from the first fresh one on are taken from `fresh`, not read back.
     stored_below = min(hi, fresh[0][0]) if fresh else hi
-    carry: list[Sequence[Any]] = []
-    while lo < stored_below:
-        rows = list(
-            (
-                await conn.execute(_SPAN_ROWS, {"lo": lo, "hi": stored_below, "limit": _READ})
-            ).cursor.fetchall()  # type: ignore[union-attr]
-        )
-        if len(rows) < _READ:
-            carry = rows
-            break
-        # A read may stop inside a span: only whole spans are written from it, the
-        # rest is read again.
-        cut = rows[-1][0] // SPAN * SPAN
-        if cut <= lo:  # one span holds more than _READ rows: SPAN is far below _READ
-            raise RuntimeError(f"span at seq {lo} holds more than {_READ} share rows")
-        await _insert(conn, summarise((r for r in rows if r[0] < cut), SPAN))
-        lo = cut
+    lo, step = first, _SPANS_PER_READ * SPAN
+    while stored_below - lo > step:  # whole spans, a bounded read at a time
+        await _insert(conn, summarise(await _stored(conn, lo, lo + step), SPAN))
+        lo += step
     tail = ((r[0], r[1], r[2], r[3], r[5]) for r in fresh if first <= r[0] < hi)
-    await _insert(conn, summarise(itertools.chain(carry, tail), SPAN))
+    rows = itertools.chain(await _stored(conn, lo, stored_below), tail)
+    await _insert(conn, summarise(rows, SPAN))
     await set_state(conn, UPTO, new_upto)
     return new_upto - upto
+
+
+async def _stored(conn: AsyncConnection, lo: int, hi: int) -> list[Any]:
+    result = await conn.execute(_SPAN_ROWS, {"lo": lo, "hi": hi})
+    return list(result.cursor.fetchall()) if result.cursor is not None else []
 
 
 async def _insert(conn: AsyncConnection, spans: dict[tuple[str, int], Span]) -> None:
@@ -144,7 +135,6 @@ async def _insert(conn: AsyncConnection, spans: dict[tuple[str, int], Span]) -> 
             "account": account,
             # Text: a span's weight passes 2**63 at mainnet share difficulties.
             "weight": str(a.weight),
-            "shares": a.shares,
             "first_time": a.first,
             "last_time": a.last,
         }
@@ -185,13 +175,8 @@ async def read_spans(conn: AsyncConnection, coin: str, lo: int, hi: int) -> dict
         s = out.get(index)
         if s is None:
             s = out[index] = Span(index)
-        s.accounts[account] = AccountSum(int(weight), 0, float(first), float(last))
+        s.accounts[account] = AccountSum(int(weight), float(first), float(last))
     return out
-
-
-def constant_mode(ats: Sequence[float] | None, first: float, last: float) -> bool:
-    """No switch took effect inside (first, last]: one mode covers all those shares."""
-    return ats is None or bisect.bisect_right(ats, first) == bisect.bisect_right(ats, last)
 
 
 async def drop_pruned(conn: AsyncConnection, coin: str, below_seq: int) -> None:

@@ -50,7 +50,9 @@ class ModeHistory:
 
     def constant(self, account: str, first: float, last: float) -> bool:
         """One mode covers (account, t) for every first <= t <= last."""
-        return spans.constant_mode(self._at.get(account), first, last)
+        # No switch took effect inside (first, last]: the mode at `first` covers them all.
+        ats = self._at.get(account)
+        return ats is None or bisect.bisect_right(ats, first) == bisect.bisect_right(ats, last)
 
     def keyer(self) -> _Keyer:
         return _Keyer(self)

@@ -26,14 +26,15 @@ def py_merkle_root_from_branch(coinbase_hash: bytes, branch: Sequence[bytes]) ->
 try:
     # The C fold (chain/_sha256d.c): the same hashes without hashlib's per-call cost,
     # which was a third of the pool's CPU per share on a 12-level branch.
-    from hashquarry.chain._sha256d import fold_branch as _fold_branch
-    from hashquarry.chain._sha256d import sha256d as _c_sha256d
+    from hashquarry.chain._sha256d import fold_branch as merkle_root_from_branch
+    from hashquarry.chain._sha256d import sha256d
 except ImportError:  # not built (no compiler or OpenSSL headers at install)
     NATIVE = False
     sha256d = py_sha256d
+    # The root a miner's coinbase hash folds to through a Stratum merkle branch.
+    merkle_root_from_branch = py_merkle_root_from_branch
 else:
     NATIVE = True
-    sha256d = _c_sha256d
 
 
 def hash_from_hex(display_hex: str) -> bytes:
@@ -80,10 +81,3 @@ def merkle_branch(non_coinbase_hashes: Sequence[bytes]) -> list[bytes]:
             nxt.append(sha256d(level[i] + level[i + 1]))  # type: ignore[operator]
         level = nxt
     return branch
-
-
-def merkle_root_from_branch(coinbase_hash: bytes, branch: Sequence[bytes]) -> bytes:
-    """The root a miner's coinbase hash folds to through a Stratum merkle branch."""
-    if NATIVE:
-        return _fold_branch(coinbase_hash, branch)  # type: ignore[no-any-return]
-    return py_merkle_root_from_branch(coinbase_hash, branch)

@@ -108,7 +108,6 @@ share_spans = Table(
     Column("span", BigInteger, primary_key=True),
     Column("account", String(128), primary_key=True),
     Column("weight", Text, nullable=False),
-    Column("shares", Integer, nullable=False),
     Column("first_time", Float, nullable=False),
     Column("last_time", Float, nullable=False),
 )

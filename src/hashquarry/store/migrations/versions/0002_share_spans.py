@@ -27,7 +27,6 @@ def upgrade() -> None:
         sa.Column("span", sa.BigInteger(), nullable=False),
         sa.Column("account", sa.String(length=128), nullable=False),
         sa.Column("weight", sa.Text(), nullable=False),
-        sa.Column("shares", sa.Integer(), nullable=False),
         sa.Column("first_time", sa.Float(), nullable=False),
         sa.Column("last_time", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("coin", "span", "account"),
