@@ -1,7 +1,8 @@
-"""The one C extension (hashquarry.chain._sha256d); everything else is in pyproject.toml.
+"""The C extensions; everything else is in pyproject.toml.
 
-It is optional: without a compiler or OpenSSL's headers the install goes on and
-hashquarry.chain.hashing uses hashlib (slower per share, same results).
+Both are optional: without a compiler (or OpenSSL's headers for the first) the install
+goes on. hashquarry.chain.hashing then uses hashlib (slower per share, same results) and
+hashquarry.stratum.fanout the transports' own writes (slower broadcasts, same bytes).
 """
 
 from setuptools import Extension, setup
@@ -13,6 +14,11 @@ setup(
             ["src/hashquarry/chain/_sha256d.c"],
             libraries=["crypto"],
             optional=True,
-        )
+        ),
+        Extension(
+            "hashquarry.stratum._fanout",
+            ["src/hashquarry/stratum/_fanout.c"],
+            optional=True,
+        ),
     ]
 )

@@ -138,6 +138,9 @@ class StratumConfig(_Section):
     vardiff: VardiffConfig = Field(default_factory=VardiffConfig)
     defences: DefenceConfig = Field(default_factory=DefenceConfig)
     session_resume_seconds: float = Field(600.0, ge=0)
+    send_threads: int = Field(
+        2, ge=0, le=64, description="threads writing job broadcasts; 0 = the event loop's own"
+    )
 
     @field_validator("version_mask", mode="before")
     @classmethod

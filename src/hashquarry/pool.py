@@ -210,6 +210,7 @@ class Pool:
             ),
             on_share=self._on_share,
             on_block=self._on_block,
+            send_threads=st.send_threads,
         )
         self.feed: TemplateFeed | StaticTemplateFeed
         if node.static_template is not None:

@@ -100,6 +100,13 @@ def stratum(
     blocks: Annotated[
         int | None, typer.Option(min=1, help="blocks per size (figures 3, 4)")
     ] = None,
+    watch_reading: Annotated[
+        bool,
+        typer.Option(
+            help="figure 3: miners read as notifies arrive, not after the broadcast "
+            "(adds the generator's CPU and wake-ups to the pool's cores)"
+        ),
+    ] = False,
     only: Annotated[str | None, typer.Option(help="figures to run, e.g. 1,3")] = None,
     branches: Annotated[str, typer.Option(help="figure 1 merkle branch lengths (0, 12)")] = "0,12",
     smoke: Annotated[
@@ -156,7 +163,7 @@ def stratum(
         only=parse_only(only), target=parse_target(target), target_pid=target_pid,
         node_rpc=node_rpc, node_zmq=node_zmq, difficulty=difficulty, user=user,
         password=password, loadgen_processes=loadgen_processes, workdir=workdir,
-        accounting=accounting,
+        accounting=accounting, watch_reading=watch_reading,
         keep_workdir=workdir is not None,
     )  # fmt: skip
     opts = BenchOptions.smoke_sized(**kw) if smoke else BenchOptions(**kw)

@@ -307,6 +307,14 @@ class LoadGen:
             return await self.block_share(cmd)
         if name == "notify_times":
             return self.notify_times(cmd)
+        if name == "park":
+            for w in self.watch_conns:
+                w.park()
+            return {"parked": len(self.watch_conns)}
+        if name == "unpark":
+            for w in self.watch_conns:
+                w.unpark()
+            return {"unparked": len(self.watch_conns)}
         if name == "status":
             return self.status()
         if name == "close":

@@ -24,7 +24,7 @@ from hashquarry.bench.measure import raise_nofile_limit
 NOTIFY_BYTES = 400
 
 
-def _drain(port: int, count: int, messages: int) -> None:
+def _drain(port: int, count: int, messages: int, reading: bool) -> None:
     raise_nofile_limit()
     conns = []
     for i in range(count):
@@ -32,6 +32,10 @@ def _drain(port: int, count: int, messages: int) -> None:
         c.bind((SOURCE_ADDRESSES[i % len(SOURCE_ADDRESSES)], 0))
         c.connect(("127.0.0.1", port))
         conns.append(c)
+    if not reading:
+        # As figure 3's parked miners: the rounds fit the receive buffers unread.
+        time.sleep(120)
+        return
     ep = select.epoll()
     for c in conns:
         ep.register(c.fileno(), select.EPOLLIN)
@@ -42,8 +46,11 @@ def _drain(port: int, count: int, messages: int) -> None:
             seen += os.read(fd, 1 << 16).count(b"\n")
 
 
-def loopback_send_floor(count: int, size: int = NOTIFY_BYTES, rounds: int = 5) -> dict[str, Any]:
-    """Wall and kernel milliseconds to send `size` bytes once to each of `count` sockets."""
+def loopback_send_floor(
+    count: int, size: int = NOTIFY_BYTES, rounds: int = 5, *, reading: bool = True
+) -> dict[str, Any]:
+    """Wall and kernel milliseconds to send `size` bytes once to each of `count` sockets
+    (the receiver reads as data arrives, or, not `reading`, only holds the sockets)."""
     raise_nofile_limit()
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,7 +58,7 @@ def loopback_send_floor(count: int, size: int = NOTIFY_BYTES, rounds: int = 5) -
     srv.listen(4096)
     port = srv.getsockname()[1]
     ctx = multiprocessing.get_context("spawn")
-    receiver = ctx.Process(target=_drain, args=(port, count, count * rounds), daemon=True)
+    receiver = ctx.Process(target=_drain, args=(port, count, count * rounds, reading), daemon=True)
     receiver.start()
     conns: list[socket.socket] = []
     try:
@@ -71,13 +78,15 @@ def loopback_send_floor(count: int, size: int = NOTIFY_BYTES, rounds: int = 5) -
             wall.append((t1 - t0) * 1e3)
             kernel.append((c1.system - c0.system) * 1e3)
             time.sleep(0.2)
-        receiver.join(30)
+        if reading:
+            receiver.join(30)
         return {
             "count": count,
             "bytes": size,
             "wall_ms_p50": statistics.median(wall),
             "kernel_ms_p50": statistics.median(kernel),
             "rounds": wall,
+            "reading": reading,
         }
     finally:
         for c in conns:

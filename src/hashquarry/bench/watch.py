@@ -114,6 +114,17 @@ class WatchConn:
                 if not self.authorized:
                     self.close()
 
+    def park(self) -> None:
+        """Stop reading: the pool's writes land in the socket buffer, kernel-stamped as
+        they arrive, and wake nobody. Miners on other machines cost the pool neither
+        wake-ups nor CPU on its own cores; on loopback a reading generator costs both."""
+        if self.sock is not None and self.loop is not None and not self.closed:
+            self.loop.remove_reader(self.sock.fileno())
+
+    def unpark(self) -> None:
+        if self.sock is not None and self.loop is not None and not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._readable)
+
     def clean_notify_for(self, prevhash: str) -> tuple[int, int] | None:
         """(kernel ns or 0, user ns) of the first clean notify on `prevhash` (notify form)."""
         key = prevhash.encode()

@@ -19,6 +19,7 @@ from hashquarry import metrics
 from hashquarry.shares.events import ErrorCode, ShareEvent
 from hashquarry.shares.validate import Verdict
 from hashquarry.stratum.defences import BanRules, Defences
+from hashquarry.stratum.fanout import Fanout, FanoutBatch
 from hashquarry.stratum.jobs import Job
 from hashquarry.stratum.session import Outcome, PoolContext, Session, _error
 
@@ -65,6 +66,7 @@ class MinerConnection(asyncio.Protocol):
         "_start_difficulty",
         "buf",
         "closing",
+        "fd",
         "ip",
         "rate_count",
         "rate_second",
@@ -81,6 +83,7 @@ class MinerConnection(asyncio.Protocol):
         self.buf = b""
         self.ip = ""
         self.closing = False
+        self.fd = -1
         self.rate_second = 0
         self.rate_count = 0
         self._start_difficulty = start_difficulty
@@ -101,6 +104,8 @@ class MinerConnection(asyncio.Protocol):
             return
         # A miner that stops reading must not make us buffer without limit.
         transport.set_write_buffer_limits(high=self.server.limits.max_buffer)  # type: ignore[attr-defined]
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
         self.session = Session(self.server.ctx, self.ip, self._start_difficulty, now)
         self.server.connections.add(self)
         metrics.CONNECTIONS.inc()
@@ -233,8 +238,10 @@ class StratumServer:
         ban_rules: BanRules,
         on_share: ShareSink,
         on_block: BlockSink,
+        send_threads: int = 0,
     ) -> None:
         self.ctx = ctx
+        self.fanout = Fanout(send_threads)
         self.limits = limits
         self.defences = Defences(ban_rules)
         self.on_share = on_share
@@ -274,6 +281,7 @@ class StratumServer:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        self.fanout.close()
 
     # -- called by connections ------------------------------------------------
 
@@ -332,19 +340,44 @@ class StratumServer:
     # -- pushed by the pool ---------------------------------------------------
 
     def broadcast(self, job: Job) -> int:
-        now = time.time()
+        # Sockets with nothing queued are written by the fan-out (sender threads, GIL
+        # released); the others through their transports, behind what they hold.
+        fan: FanoutBatch[MinerConnection] | None = (
+            self.fanout.batch() if self.fanout.enabled else None
+        )
+        with self.fanout.handing_off():
+            sent = self._notify_all(job, time.time(), fan)
+        metrics.JOBS.labels(str(job.clean).lower()).inc()
+        return sent
+
+    def _notify_all(self, job: Job, now: float, fan: FanoutBatch[MinerConnection] | None) -> int:
         sent = 0
         for conn in self.connections:
             session = conn.session
             if session is None or conn.closing or not session.ready:
                 continue
             try:
-                conn.send(session.on_job(job, now))
+                data = session.on_job(job, now)
             except Exception:
                 log.exception("notify to %s failed", conn.ip)
                 continue
+            transport = conn.transport
+            if (
+                fan is not None
+                and conn.fd >= 0
+                and transport is not None
+                and not transport.get_write_buffer_size()
+                and not transport.is_closing()
+            ):
+                fan.add(conn.fd, data, conn)
+            else:
+                conn.send(data)
             sent += 1
-        metrics.JOBS.labels(str(job.clean).lower()).inc()
+        if fan is not None:
+            for conn, data, result in fan.finish():
+                # A full socket buffer, a partial write or an error: the transport
+                # buffers the rest, or meets the error and closes as on any write.
+                conn.send(data[result:] if result > 0 else data)
         return sent
 
     def rotate_extranonce(self) -> int:

@@ -1,0 +1,3 @@
+from collections.abc import Sequence
+
+def send_each(fds: Sequence[int], payloads: Sequence[bytes], /) -> list[tuple[int, int]]: ...
