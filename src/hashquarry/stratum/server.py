@@ -352,32 +352,36 @@ class StratumServer:
 
     def _notify_all(self, job: Job, now: float, fan: FanoutBatch[MinerConnection] | None) -> int:
         sent = 0
-        for conn in self.connections:
-            session = conn.session
-            if session is None or conn.closing or not session.ready:
-                continue
-            try:
-                data = session.on_job(job, now)
-            except Exception:
-                log.exception("notify to %s failed", conn.ip)
-                continue
-            transport = conn.transport
-            if (
-                fan is not None
-                and conn.fd >= 0
-                and transport is not None
-                and not transport.get_write_buffer_size()
-                and not transport.is_closing()
-            ):
-                fan.add(conn.fd, data, conn)
-            else:
-                conn.send(data)
-            sent += 1
-        if fan is not None:
-            for conn, data, result in fan.finish():
-                # A full socket buffer, a partial write or an error: the transport
-                # buffers the rest, or meets the error and closes as on any write.
-                conn.send(data[result:] if result > 0 else data)
+        try:
+            for conn in self.connections:
+                session = conn.session
+                if session is None or conn.closing or not session.ready:
+                    continue
+                try:
+                    data = session.on_job(job, now)
+                except Exception:
+                    log.exception("notify to %s failed", conn.ip)
+                    continue
+                transport = conn.transport
+                if (
+                    fan is not None
+                    and conn.fd >= 0
+                    and transport is not None
+                    and not transport.get_write_buffer_size()
+                    and not transport.is_closing()
+                ):
+                    fan.add(conn.fd, data, conn)
+                else:
+                    conn.send(data)
+                sent += 1
+        finally:
+            # Even if the loop broke off: no sender thread may still be writing once the
+            # event loop runs again, or its writes could interleave with the next ones.
+            if fan is not None:
+                for conn, data, result in fan.finish():
+                    # A full socket buffer, a partial write or an error: the transport
+                    # buffers the rest, or meets the error and closes as on any write.
+                    conn.send(data[result:] if result > 0 else data)
         return sent
 
     def rotate_extranonce(self) -> int:
