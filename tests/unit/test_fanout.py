@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -165,8 +166,6 @@ def test_a_batch_sends_every_chunk_and_returns_the_leftovers(
 
 
 def test_switch_interval_is_restored() -> None:
-    import sys
-
     before = sys.getswitchinterval()
     fan = Fanout(2)
     try:

@@ -55,7 +55,6 @@ class Fanout:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.chunk = chunk
-        self.threads = threads
         self._pool = (
             ThreadPoolExecutor(threads, thread_name_prefix="stratum-send")
             if threads and NATIVE
